@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a Debian 12 machine, as root: the apt packages ketch
+# uses or is compared with, a virtualenv in .venv, and the package installed
+# into it (editable). Fast when everything is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Runtime needs, then what tests and benchmarks compare against or drive.
+APT_PACKAGES=(
+    python3 python3-venv python3-dev gcc make git ca-certificates
+    busybox-static libseccomp2 iproute2 nftables e2fsprogs util-linux
+    mmdebstrap debootstrap
+    qemu-system-x86 qemu-utils erofs-utils
+    docker-registry apache2-utils skopeo umoci
+    runc conmon golang-go
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# docker-registry's package starts a system service on :5000; tests run their
+# own registries on free ports, so the packaged one is not needed.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    systemctl stop docker-registry || true
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+if [ ! -f .stamp-venv ] || [ pyproject.toml -nt .stamp-venv ]; then
+    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q -e '.[dev]'
+    touch .stamp-venv
+fi

@@ -1,0 +1,132 @@
+"""Integration tier: real namespaces, cgroups, mounts; root only.
+
+Every test gets its own KETCH_ROOT, KETCH_RUNROOT, ketch-runc --root and
+cgroup parent (ketch/t-<id>), so tests never share state, and the autouse
+`no_leaks` fixture fails a test that leaves behind a mount under its
+directories, a cgroup under its parent, or a process that carries its
+test id or names its directories.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need_root
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _mount_points(prefixes: list[str]) -> set[str]:
+    found = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mnt = line.split()[4].replace("\\040", " ")
+            if any(mnt == p or mnt.startswith(p + "/") for p in prefixes):
+                found.add(mnt)
+    return found
+
+
+def _cgroup_dirs(parent: str) -> set[Path]:
+    found = set()
+    for hier in [CGROUP_ROOT, *CGROUP_ROOT.iterdir()] if CGROUP_ROOT.exists() else []:
+        base = hier / parent
+        if base.is_dir():
+            for dirpath, dirnames, _ in os.walk(base):
+                for d in dirnames:
+                    found.add(Path(dirpath) / d)
+    return found
+
+
+def _processes(test_id: str, prefixes: list[str]) -> set[int]:
+    mine = os.getpid()
+    found = set()
+    tag = f"KETCH_TEST_ID={test_id}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == mine:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z":
+            continue
+        if tag in env.split(b"\0") or any(p in cmd for p in prefixes):
+            found.add(int(entry))
+    return found
+
+
+def _remove_cgroup_tree(parent: str) -> None:
+    for hier in [CGROUP_ROOT, *CGROUP_ROOT.iterdir()]:
+        base = hier / parent
+        if not base.is_dir():
+            continue
+        for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def ketch_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The per-test roots, also exported to every command the test runs."""
+    need_root()
+    test_id = uuid.uuid4().hex[:10]
+    env = {
+        "KETCH_ROOT": str(tmp_path / "root"),
+        "KETCH_RUNROOT": str(tmp_path / "run"),
+        "KETCH_RUNC_ROOT": str(tmp_path / "runc"),
+        "KETCH_CGROUP_PARENT": f"ketch/t-{test_id}",
+        "KETCH_TEST_ID": test_id,
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest, ketch_env: dict[str, str], tmp_path: Path):
+    """Fail the test if it leaves a mount, cgroup or process behind; then clean up."""
+    prefixes = [str(tmp_path)]
+    parent = ketch_env["KETCH_CGROUP_PARENT"]
+    yield
+    leaks = []
+    # Give exiting processes a moment to be reaped before judging.
+    deadline = time.monotonic() + 3
+    while True:
+        procs = _processes(ketch_env["KETCH_TEST_ID"], prefixes)
+        mounts = _mount_points(prefixes)
+        cgroups = _cgroup_dirs(parent)
+        if not (procs or mounts or cgroups) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if procs:
+        leaks.append(f"processes {sorted(procs)}")
+        for pid in procs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    if mounts:
+        leaks.append(f"mounts {sorted(mounts)}")
+        for m in sorted(mounts, key=len, reverse=True):
+            os.system(f"umount -l '{m}' 2>/dev/null")
+    if cgroups:
+        leaks.append(f"cgroups {sorted(str(c) for c in cgroups)}")
+    time.sleep(0.05 if procs else 0)
+    _remove_cgroup_tree(parent)
+    if leaks:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+        pytest.fail("leaked: " + "; ".join(leaks), pytrace=False)
