@@ -53,17 +53,18 @@ COMMANDS: dict[str, str] = {
     # images (cli/image.py)
     "images": "ketch.cli.image:images",
     "image": "ketch.cli.image:image",
-    "pull": "ketch.cli.image:pull",
-    "push": "ketch.cli.image:push",
+    "pull": "ketch.cli.distribution:pull",
+    "push": "ketch.cli.distribution:push",
     "tag": "ketch.cli.image:tag",
     "rmi": "ketch.cli.image:rmi",
     "history": "ketch.cli.image:history",
     "save": "ketch.cli.image:save",
     "load": "ketch.cli.image:load",
     "import": "ketch.cli.image:import_",
-    "login": "ketch.cli.image:login",
-    "logout": "ketch.cli.image:logout",
+    "login": "ketch.cli.distribution:login",
+    "logout": "ketch.cli.distribution:logout",
     "bootstrap": "ketch.cli.image:bootstrap",
+    # pull/push/login/logout live in cli/distribution.py (the registry client)
     # networks (cli/network.py)
     "network": "ketch.cli.network:network",
     # micro-VMs and full VMs (cli/vm.py)
