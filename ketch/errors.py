@@ -12,6 +12,7 @@ sees: what failed, on what.
     ├── Conflict                    exit 125, HTTP 409   in use, wrong state for the operation
     ├── FailedPrecondition          exit 125, HTTP 412   host lacks what is needed (kernel feature, tool)
     ├── Unavailable                 exit 125, HTTP 503   registry down, daemon not answering
+    ├── Unauthorized                exit 125, HTTP 401   registry refused the credentials (or wants some)
     ├── DataError                   exit 125, HTTP 500   digest mismatch, corrupt store, hostile layer
     └── ExecError                   exit 126/127         the container's command cannot be run
 """
@@ -57,6 +58,10 @@ class FailedPrecondition(KetchError):
 
 class Unavailable(KetchError):
     http_status = 503
+
+
+class Unauthorized(KetchError):
+    http_status = 401
 
 
 class DataError(KetchError):
