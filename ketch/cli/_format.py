@@ -1,0 +1,195 @@
+"""Output helpers shared by the CLI: tables, sizes, ages and `--format` templates.
+
+`--format` understands the Go-template forms people actually type with
+Docker: `{{.State.Status}}`, `{{json .Config}}`, `{{.Name}} {{.Id}}`,
+`{{index .Config.Labels "k"}}`, `{{join .Args ","}}`, `{{upper .Name}}`,
+`{{lower ...}}`, `{{title ...}}`, `{{println ...}}`, and the `table`
+directive (a header row, then one row per item, columns aligned like
+Docker's tabwriter). `json` alone prints each item as one JSON line.
+Anything else is an InvalidArgument naming the action, not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ketch.errors import InvalidArgument
+
+_ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}", re.S)
+
+
+def _lookup(data: Any, path: str) -> Any:
+    """Resolve `.A.B.C` against nested dicts (and attributes of objects)."""
+    if path in (".", ""):
+        return data
+    cur = data
+    for part in path.lstrip(".").split("."):
+        if isinstance(cur, Mapping):
+            if part not in cur:
+                # Docker prints "<no value>" for a missing map key.
+                return None
+            cur = cur[part]
+        elif hasattr(cur, part):
+            cur = getattr(cur, part)
+        else:
+            raise InvalidArgument(f"template: can't evaluate field {part} in {path!r}")
+    return cur
+
+
+def _text(value: Any) -> str:
+    """Go's fmt rendering of a value, as far as the common cases go."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "map[" + " ".join(f"{k}:{_text(v)}" for k, v in sorted(value.items())) + "]"
+    if isinstance(value, list | tuple):
+        return "[" + " ".join(_text(v) for v in value) + "]"
+    return str(value)
+
+
+def _arg(data: Any, token: str) -> Any:
+    if token.startswith("."):
+        return _lookup(data, token)
+    if token.startswith('"') or token.startswith("'"):
+        return shlex.split(token)[0]
+    if token.lstrip("-").isdigit():
+        return int(token)
+    raise InvalidArgument(f"template: unexpected {token!r}")
+
+
+def _eval(data: Any, action: str) -> str:
+    try:
+        words = shlex.split(action, posix=False)
+    except ValueError as exc:
+        raise InvalidArgument(f"template: bad action {{{{{action}}}}}: {exc}") from None
+    if not words:
+        return ""
+    fn, args = words[0], [_arg(data, w) for w in words[1:]]
+    if fn.startswith("."):
+        return _text(_lookup(data, fn))
+    if fn == "json":
+        return json.dumps(args[0] if args else data, separators=(",", ":"))
+    if fn in ("upper", "lower", "title") and len(args) == 1:
+        return getattr(_text(args[0]), fn)()
+    if fn == "index" and len(args) == 2:
+        container, key = args
+        try:
+            return _text(container[key])
+        except (KeyError, IndexError, TypeError):
+            return "<no value>"
+    if fn == "join" and len(args) == 2:
+        return str(args[1]).join(_text(a) for a in (args[0] or []))
+    if fn == "println":
+        return " ".join(_text(a) for a in args) + "\n"
+    if fn == "len" and len(args) == 1:
+        return str(len(args[0] or []))
+    raise InvalidArgument(f"template: function {fn!r} not defined")
+
+
+def render(template: str, data: Any) -> str:
+    """Render one item through a Go-style template (escapes \\t and \\n like Docker)."""
+    template = template.replace("\\t", "\t").replace("\\n", "\n")
+    out, pos = [], 0
+    for m in _ACTION.finditer(template):
+        out.append(template[pos:m.start()])
+        out.append(_eval(data, m.group(1)))
+        pos = m.end()
+    out.append(template[pos:])
+    return "".join(out)
+
+
+def table(rows: Iterable[Iterable[Any]], header: Iterable[str] | None = None) -> str:
+    """Columns padded to the widest cell plus three spaces, as Docker's tabwriter does."""
+    all_rows = [[str(c) for c in r] for r in rows]
+    if header is not None:
+        all_rows.insert(0, list(header))
+    if not all_rows:
+        return ""
+    widths = [0] * max(len(r) for r in all_rows)
+    for r in all_rows:
+        for i, c in enumerate(r):
+            widths[i] = max(widths[i], len(c))
+    lines = []
+    for r in all_rows:
+        cells = [c.ljust(widths[i]) if i < len(r) - 1 else c for i, c in enumerate(r)]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def format_items(items: list[Any], fmt: str | None, headers: Mapping[str, str],
+                 default: str) -> str:
+    """Render items by a `--format` value, or by the command's default table template.
+
+    `headers` maps field names (`ID`) to column titles (`CONTAINER ID`).
+    """
+    fmt = fmt or default
+    if fmt == "json":
+        return "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in items)
+    if fmt.startswith("table"):
+        body = fmt[len("table"):].strip() or default.removeprefix("table").strip()
+        cols = body.replace("\\t", "\t").split("\t")
+        head = [_header(c, headers) for c in cols]
+        return table(([render(c, i) for c in cols] for i in items), head)
+    return "".join(render(fmt, i).rstrip("\n") + "\n" for i in items)
+
+
+def _header(col: str, headers: Mapping[str, str]) -> str:
+    fields = re.findall(r"{{\s*(?:\w+\s+)?\.(\w+)", col)
+    if not fields:
+        return col.strip().upper()
+    return " ".join(headers.get(f, f.upper()) for f in fields)
+
+
+def human_size(n: float) -> str:
+    """Docker's units.HumanSize: decimal units, 3 significant digits ("1.23MB")."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB"]
+    i = 0
+    while n >= 1000 and i < len(units) - 1:
+        n /= 1000.0
+        i += 1
+    return f"{n:.4g}{units[i]}" if i else f"{int(n)}B"
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's units.HumanDuration ("Less than a second", "5 minutes", "2 hours")."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def ago(ts: float, now: float | None = None) -> str:
+    """"3 minutes ago", as in Docker's CREATED column."""
+    return human_duration((now or time.time()) - ts) + " ago"
+
+
+def truncate_id(value: str, no_trunc: bool = False) -> str:
+    value = value.removeprefix("sha256:")
+    return value if no_trunc else value[:12]
