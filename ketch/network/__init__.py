@@ -1,1 +1,18 @@
-"""ketch.network."""
+"""ketch.network: container networking on the host.
+
+Bridges and veths over netlink (pyroute2), addresses from IPAM with leases
+kept in the engine's database (a connection is passed in, never opened
+here), NAT, port publishing and isolation as one nftables table owned by
+ketch, an embedded DNS server per container on user networks, and the
+/etc/hosts and /etc/resolv.conf a container sees.
+
+    store     tables and queries (networks, endpoints, sandboxes)
+    ipam      subnets, pools, host-route collisions, address leases
+    ports     -p/-P parsing, host port checks and allocation
+    link      netlink: bridges, veth pairs, addresses and routes in a netns
+    nft       the ruleset, rendered from the database and applied atomically
+    dns       the embedded DNS server (127.0.0.11 inside the container)
+    files     /etc/hosts and /etc/resolv.conf content
+    sandbox   attach/detach of one container: the order of all of the above
+    manage    network create/ls/inspect/rm/connect/disconnect/prune, reconcile
+"""

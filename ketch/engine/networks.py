@@ -1,0 +1,128 @@
+"""Networks, as the engine sees them: the facade over ketch/network/.
+
+Owns the `network` tables of the database (declared in ketch.network.store)
+and the order of operations that keep the host consistent with them:
+bridges, veths, leases, nftables rules and embedded DNS servers.
+
+How the container side calls in (see the interfaces contract):
+
+    mode = networks.mode("bridge" | "none" | "host" | "container:<x>" | "<net>")
+    # mode.needs_netns: create the container with a NEW netns (no path);
+    # "host": no netns at all; "container:<x>": join the netns of
+    # networks.netns_of(conn, x) (a /proc/<pid>/ns/net path).
+    settings = networks.attach(conn, cid, "mynet", f"/proc/{pid}/ns/net", opts)
+    ... runtime start ...
+    networks.detach(conn, cid)          # on container removal (or stop)
+
+Everything attach does is undone by detach, and by reconcile() after a crash.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from ketch.errors import InvalidArgument
+
+SPECIAL = ("bridge", "none", "host")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What a --network value asks of the runtime."""
+
+    kind: str            # "bridge" (default or user network), "none", "host", "container"
+    target: str = ""     # network name for "bridge", container name/id for "container"
+
+    @property
+    def needs_netns(self) -> bool:
+        """True when the runtime must create a fresh network namespace."""
+        return self.kind in ("bridge", "none")
+
+
+def mode(network: str | None) -> Mode:
+    """Classify a --network value ("" / None means the default `bridge`)."""
+    value = (network or "bridge").strip()
+    if value in ("none", "host"):
+        return Mode(value)
+    if value.startswith("container:"):
+        target = value.split(":", 1)[1]
+        if not target:
+            raise InvalidArgument(f"invalid network mode {value!r}: container name missing")
+        return Mode("container", target)
+    if value == "default":
+        value = "bridge"
+    return Mode("bridge", value)
+
+
+def attach(conn: sqlite3.Connection, container_id: str, network: str | list[str] | None,
+           netns_path: str | None, opts: dict | None = None) -> dict:
+    """Give a created (not yet started) container its network; return its settings.
+
+    `network` is a --network value (or a list of them: the first is primary,
+    the others must be user networks); `netns_path` is /proc/<pid>/ns/net of
+    the created container (None for "host"). `opts` (all optional):
+
+        name          container name (DNS name on user networks)
+        hostname      default container_id[:12]; domainname
+        aliases       --network-alias values (user networks only)
+        ip, mac       --ip / --mac-address (on the primary network)
+        ports         -p specs: ["8080:80", "127.0.0.1:5353:53/udp", "9000-9001:90-91"]
+        publish_all   -P: publish every `exposed` port on a free high port
+        exposed       ["80/tcp", "53/udp"] (image EXPOSE + --expose)
+        dns, dns_search, dns_options, extra_hosts ("name:ip")
+        hosts_path, resolv_conf_path, hostname_path: files the engine bind-mounts
+            into the container; attach writes their content IN PLACE (same
+            inode, so a bind mount made before start sees it)
+
+    Returns Docker's NetworkSettings shape plus file contents:
+        {"NetworkMode", "IPAddress", "IPPrefixLen", "Gateway", "MacAddress",
+         "Networks": {name: {"NetworkID", "EndpointID", "IPAddress", "IPPrefixLen",
+                              "Gateway", "MacAddress", "Aliases", "DNSNames"}},
+         "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
+         "Hostname", "hosts": "<text>", "resolv_conf": "<text>"}
+
+    Failure (port in use, bad --ip, unknown network) raises a ketch error and
+    leaves nothing behind: no veth, lease, rule or DNS process.
+    """
+    from ketch.network import sandbox
+
+    return sandbox.attach(_ready(conn), container_id, network, netns_path, opts or {})
+
+
+def detach(conn: sqlite3.Connection, container_id: str) -> None:
+    """Undo attach (and every connect): veths, leases, port rules, DNS server.
+
+    Idempotent: detaching an unknown or already detached container is a no-op.
+    """
+    from ketch.network import sandbox
+
+    sandbox.detach(_ready(conn), container_id)
+
+
+def settings(conn: sqlite3.Connection, container_id: str) -> dict | None:
+    """The container's current NetworkSettings (as attach returned), or None."""
+    from ketch.network import sandbox
+
+    return sandbox.settings(_ready(conn), container_id)
+
+
+def ports(conn: sqlite3.Connection, container_id: str) -> dict:
+    """{"80/tcp": [{"HostIp": ..., "HostPort": ...}]} for `ketch port`."""
+    found = settings(conn, container_id)
+    return (found or {}).get("Ports") or {}
+
+
+def netns_of(conn: sqlite3.Connection, container: str) -> str:
+    """The netns path of an attached container (name, id or id prefix), for container: mode."""
+    from ketch.network import sandbox
+
+    return sandbox.netns_of(_ready(conn), container)
+
+
+def _ready(conn: sqlite3.Connection) -> sqlite3.Connection:
+    from ketch.engine import db
+    from ketch.network import store
+
+    db.ensure_schema(conn, "network", store.SCHEMA)
+    return conn

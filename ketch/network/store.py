@@ -1,0 +1,3 @@
+"""The network tables of the engine's database (schema only for now)."""
+
+SCHEMA = ""
