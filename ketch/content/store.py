@@ -1,0 +1,235 @@
+"""The content store: immutable blobs by digest, written through a verified ingest.
+
+Layout under the root:
+
+    blobs/sha256/<hex>            committed blobs, read-only, never rewritten
+    ingest/<sha256(ref)>/         one in-progress write: data, ref, lock
+
+A write goes to ingest/ first; `Writer.commit()` checks size and digest and
+renames the data into blobs/ (a rename is atomic, so a killed writer leaves
+only an ingest directory, never something that looks committed). The ingest
+survives a crash, so the next writer of the same ref resumes at `offset`.
+An exclusive flock on the ingest's lock file makes concurrent writers of one
+ref take turns; the second sees the blob already committed (`Writer.exists`)
+and writes nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ketch.errors import DataError, NotFound
+from ketch.oci import digest as _digest
+
+_CHUNK = 1 << 20
+
+
+class ContentStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.blobs = self.root / "blobs"
+        self.ingest = self.root / "ingest"
+
+    # -- reading -------------------------------------------------------------
+    def path(self, digest: str) -> Path:
+        algo, hexpart = _digest.parse(digest)
+        return self.blobs / algo / hexpart
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found in the content store") from None
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found in the content store") from None
+
+    def read(self, digest: str) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    def walk(self) -> Iterator[tuple[str, int]]:
+        """Every committed blob as (digest, size)."""
+        if not self.blobs.is_dir():
+            return
+        for algo_dir in sorted(self.blobs.iterdir()):
+            for entry in os.scandir(algo_dir):
+                if entry.is_file(follow_symlinks=False):
+                    yield f"{algo_dir.name}:{entry.name}", entry.stat().st_size
+
+    def verify(self, digest: str) -> str | None:
+        """None if the blob's bytes hash to its name, else what is wrong."""
+        algo, hexpart = _digest.parse(digest)
+        h = hashlib.new(algo)
+        try:
+            with open(self.path(digest), "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+        except FileNotFoundError:
+            return "missing"
+        if h.hexdigest() != hexpart:
+            return f"content hashes to {algo}:{h.hexdigest()}"
+        return None
+
+    # -- writing -------------------------------------------------------------
+    def put(self, data: bytes, expected: str | None = None) -> str:
+        """Store `data` and return its digest (DataError if it is not `expected`)."""
+        dig = expected or _digest.of_bytes(data)
+        if self.exists(dig) and expected is None:
+            return dig
+        with self.writer(f"put-{dig}", dig, len(data)) as w:
+            if not w.exists:
+                w.truncate()
+                w.write(data)
+                w.commit()
+        return dig
+
+    def writer(self, ref: str, expected_digest: str | None = None,
+               expected_size: int | None = None) -> Writer:
+        """A resumable, locked writer for `ref` (blocks while another holds the ref)."""
+        if expected_digest:
+            _digest.validate(expected_digest)
+        return Writer(self, ref, expected_digest, expected_size)
+
+    def delete(self, digest: str) -> bool:
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def ingests(self) -> list[tuple[str, int]]:
+        """In-progress writes as (ref, bytes written)."""
+        out = []
+        if self.ingest.is_dir():
+            for d in self.ingest.iterdir():
+                try:
+                    ref = (d / "ref").read_text()
+                    out.append((ref, (d / "data").stat().st_size))
+                except OSError:
+                    continue
+        return out
+
+    def abort_ingest(self, ref: str) -> None:
+        shutil.rmtree(self.ingest / _ref_dir(ref), ignore_errors=True)
+
+
+def _ref_dir(ref: str) -> str:
+    return hashlib.sha256(ref.encode()).hexdigest()
+
+
+class Writer:
+    """One ingest. Use as a context manager: the lock is released on exit and an
+    uncommitted ingest is kept for resumption (call abort() to drop it)."""
+
+    def __init__(self, store: ContentStore, ref: str, expected: str | None,
+                 size: int | None):
+        self.store, self.ref, self.expected, self.expected_size = store, ref, expected, size
+        self.dir = store.ingest / _ref_dir(ref)
+        self._lock = self._take_lock()
+        self.committed: str | None = None
+        self.exists = bool(expected) and store.exists(expected)
+        (self.dir / "ref").write_text(ref)
+        self._file = open(self.dir / "data", "ab")
+        self._hash = hashlib.sha256()
+        self.offset = 0
+        self._rehash()
+
+    def _take_lock(self) -> int:
+        # The holder removes the ingest directory when done; a waiter that then
+        # gets the lock on the unlinked file must start again on a fresh one.
+        while True:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(self.dir / "lock").st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+
+    def _rehash(self) -> None:
+        """Resume: hash what an earlier (perhaps killed) writer left behind."""
+        with open(self.dir / "data", "rb") as f:
+            while chunk := f.read(_CHUNK):
+                self._hash.update(chunk)
+                self.offset += len(chunk)
+
+    def truncate(self) -> None:
+        """Start over at offset 0 (a server that ignored our Range, say)."""
+        self._file.truncate(0)
+        self._hash = hashlib.sha256()
+        self.offset = 0
+
+    def write(self, data: bytes) -> int:
+        if self.expected_size is not None and self.offset + len(data) > self.expected_size:
+            raise DataError(f"blob {self.expected or self.ref}: more than the expected "
+                            f"{self.expected_size} bytes")
+        self._file.write(data)
+        self._hash.update(data)
+        self.offset += len(data)
+        return len(data)
+
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+    def commit(self) -> str:
+        """Verify size and digest, then publish the blob by rename. Returns its digest."""
+        if self.exists:
+            self.committed = self.expected
+            self._drop()
+            return self.committed
+        got = self.digest()
+        what = self.expected or self.ref
+        if self.expected_size is not None and self.offset != self.expected_size:
+            self._drop()
+            raise DataError(f"blob {what}: size {self.offset}, expected {self.expected_size}")
+        if self.expected and got != self.expected:
+            self._drop()
+            raise DataError(f"blob {what}: digest mismatch, content hashes to {got}")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        target = self.store.path(got)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir / "data", 0o444)
+        os.rename(self.dir / "data", target)
+        self.committed = got
+        self._drop()
+        return got
+
+    def abort(self) -> None:
+        self._drop()
+
+    def _drop(self) -> None:
+        self._file.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            self._file.close()
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,325 @@
+"""The image index: names -> images -> layer chains, kept in the engine's database.
+
+ImageStore works over a connection the engine passes in (never opens one),
+the content store (blobs) and a snapshotter (layer chains). Tables (owner
+"images"):
+
+    images       id (sha256 of the config), manifest, config JSON, created, size, top chain
+    image_layers image -> (index, chain id, diff id, blob, media type)
+    tags         full normalised name (docker.io/library/busybox:latest) -> image
+    repo_digests repository + manifest digest -> image (RepoDigests)
+    snapshots    key (chain hex or container id), parent key, kind layer|active, size
+
+Reference counts are derived, not stored: a layer snapshot is referenced by
+every image whose chain contains it and every snapshot on top of it, so a
+crash can never leave a count wrong. GC removes whatever has no reference.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ketch.content.store import ContentStore
+from ketch.errors import Conflict, DataError, NotFound
+from ketch.oci import digest as _digest
+from ketch.oci import image_spec as spec
+from ketch.oci import reference as _ref
+from ketch.snapshot.base import Snapshotter, pick
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY, manifest_digest TEXT NOT NULL, manifest_media_type TEXT NOT NULL,
+    config TEXT NOT NULL, created TEXT, size INTEGER NOT NULL DEFAULT 0,
+    top_chain TEXT, parent TEXT, added REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS image_layers (
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
+    chain_id TEXT NOT NULL, diff_id TEXT NOT NULL, blob TEXT NOT NULL, media_type TEXT,
+    blob_size INTEGER, PRIMARY KEY (image_id, idx));
+CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id);
+CREATE TABLE IF NOT EXISTS tags (
+    name TEXT PRIMARY KEY, image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    repo TEXT NOT NULL, tag TEXT NOT NULL, added REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+CREATE TABLE IF NOT EXISTS repo_digests (
+    repo TEXT NOT NULL, digest TEXT NOT NULL,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE, PRIMARY KEY (repo, digest));
+CREATE TABLE IF NOT EXISTS snapshots (
+    key TEXT PRIMARY KEY, parent TEXT, kind TEXT NOT NULL, diff_id TEXT, image_id TEXT,
+    size INTEGER NOT NULL DEFAULT 0, snapshotter TEXT NOT NULL, created REAL NOT NULL);
+"""
+
+
+@dataclass
+class ImageRecord:
+    id: str
+    config: dict[str, Any]
+    repo_tags: list[str]
+    repo_digests: list[str]
+    created: str
+    size: int
+    top_chain_id: str | None
+    manifest_digest: str = ""
+    manifest_media_type: str = ""
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    chain: list[str] = field(default_factory=list)
+
+
+_SCHEMA_DONE: set[str] = set()
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    key = str(conn.execute("PRAGMA database_list").fetchone()[2])
+    if key not in _SCHEMA_DONE:
+        conn.executescript(SCHEMA)
+        _SCHEMA_DONE.add(key)
+
+
+class ImageStore:
+    def __init__(self, conn: sqlite3.Connection, root: str | Path):
+        ensure_schema(conn)
+        self.conn = conn
+        self.root = Path(root)
+        self.content = ContentStore(self.root / "content")
+        self.snap: Snapshotter = pick(self.root / "snapshots")
+
+    # -- lookup --------------------------------------------------------------
+    def resolve(self, ref_or_id: str) -> ImageRecord:
+        """By name (busybox, busybox:1, full name, name@digest) or id (full or a prefix)."""
+        image_id = self.resolve_id(ref_or_id)
+        if image_id is None:
+            raise NotFound(f"No such image: {ref_or_id}")
+        return self.get(image_id)
+
+    def resolve_id(self, value: str) -> str | None:
+        c = self.conn
+        ref = _ref.try_parse(value)
+        if ref is not None:
+            if ref.digest:
+                row = c.execute("SELECT image_id FROM repo_digests WHERE repo=? AND digest=?",
+                                (ref.name, ref.digest)).fetchone()
+                if row:
+                    return row[0]
+            else:
+                row = c.execute("SELECT image_id FROM tags WHERE name=?", (str(ref),)).fetchone()
+                if row:
+                    return row[0]
+        hexpart = value.removeprefix("sha256:")
+        if value.startswith("sha256:") or (len(hexpart) >= 4 and all(
+                ch in "0123456789abcdef" for ch in hexpart)):
+            rows = c.execute("SELECT id FROM images WHERE id LIKE ? LIMIT 2",
+                             (f"sha256:{hexpart}%",)).fetchall()
+            if len(rows) > 1:
+                raise Conflict(f"image id prefix {value!r} is ambiguous")
+            if rows:
+                return rows[0][0]
+        return None
+
+    def get(self, image_id: str) -> ImageRecord:
+        row = self.conn.execute("SELECT * FROM images WHERE id=?", (image_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"No such image: {image_id}")
+        return self._record(row)
+
+    def _record(self, row: sqlite3.Row) -> ImageRecord:
+        c = self.conn
+        tags = [_ref.familiar(r[0]) for r in c.execute(
+            "SELECT name FROM tags WHERE image_id=? ORDER BY added, name", (row["id"],))]
+        digests = [f"{_ref.parse(r[0], default_tag=False).familiar_name()}@{r[1]}" for r in
+                   c.execute("SELECT repo, digest FROM repo_digests WHERE image_id=? "
+                             "ORDER BY repo", (row["id"],))]
+        layers = [dict(r) for r in c.execute(
+            "SELECT * FROM image_layers WHERE image_id=? ORDER BY idx", (row["id"],))]
+        return ImageRecord(
+            id=row["id"], config=json.loads(row["config"]), repo_tags=tags,
+            repo_digests=digests, created=row["created"] or "", size=row["size"],
+            top_chain_id=row["top_chain"] or None, manifest_digest=row["manifest_digest"],
+            manifest_media_type=row["manifest_media_type"], layers=layers,
+            chain=[ly["chain_id"] for ly in layers])
+
+    def all(self) -> list[ImageRecord]:
+        rows = self.conn.execute("SELECT * FROM images ORDER BY added DESC").fetchall()
+        return [self._record(r) for r in rows]
+
+    # -- adding --------------------------------------------------------------
+    def ensure_layer(self, parent_chain: str | None, blob: str, diff_id: str | None,
+                     expected_chain: str | None = None) -> str:
+        """Unpack one layer blob on top of `parent_chain` unless already there.
+
+        Returns the new chain ID. Verifies the uncompressed stream against
+        `diff_id` (DataError on mismatch, nothing committed)."""
+        from ketch.image.unpack import unpack
+
+        if diff_id and expected_chain is None:
+            expected_chain = diff_id if parent_chain is None else _digest.of_bytes(
+                f"{parent_chain} {diff_id}".encode())
+        if expected_chain and self._has_snapshot(expected_chain):
+            return expected_chain
+        parents = self.parents(parent_chain)
+        fs = self.snap.begin_layer(_digest.hex_of(expected_chain or blob), parents)
+        try:
+            with self.content.open(blob) as f:
+                got, _n = unpack(f, str(fs), self.snap.whiteouts)
+            if diff_id and got != diff_id:
+                raise DataError(f"layer {blob}: uncompressed content {got} does not match "
+                                f"diff_id {diff_id}")
+            chain = got if parent_chain is None else _digest.of_bytes(
+                f"{parent_chain} {got}".encode())
+            size = self.snap.layer_size(fs, parents)
+            self.snap.commit_layer(_digest.hex_of(chain), fs)
+        except BaseException:
+            self.snap.abort_layer(fs)
+            raise
+        self.conn.execute(
+            "INSERT OR IGNORE INTO snapshots(key, parent, kind, diff_id, size, snapshotter, "
+            "created) VALUES (?,?,?,?,?,?,?)",
+            (_digest.hex_of(chain), parent_chain and _digest.hex_of(parent_chain), "layer",
+             got, size, self.snap.name, time.time()))
+        return chain
+
+    def _has_snapshot(self, chain: str) -> bool:
+        key = _digest.hex_of(chain)
+        row = self.conn.execute("SELECT 1 FROM snapshots WHERE key=?", (key,)).fetchone()
+        return row is not None and self.snap.exists(key)
+
+    def parents(self, chain: str | None) -> list[str]:
+        """Snapshot keys of a chain, top first (what snapshotters take)."""
+        out: list[str] = []
+        key = chain and _digest.hex_of(chain)
+        while key:
+            out.append(key)
+            row = self.conn.execute("SELECT parent FROM snapshots WHERE key=?", (key,)).fetchone()
+            if row is None:
+                raise DataError(f"snapshot {key[:12]} is missing from the database")
+            key = row[0]
+        return out
+
+    def add_manifest(self, manifest_digest: str, names: list[str] = (),
+                     repo_for_digest: str | None = None, progress=None) -> ImageRecord:
+        """Register an image whose manifest, config and layer blobs are in the content store."""
+        raw = self.content.read(manifest_digest)
+        manifest = spec.parse_manifest(raw, f"manifest {manifest_digest}")
+        cfg_desc = manifest["config"]
+        if not self.content.exists(cfg_desc["digest"]):
+            raise DataError(f"manifest {manifest_digest}: config blob {cfg_desc['digest']} "
+                            f"is missing")
+        config_raw = self.content.read(cfg_desc["digest"])
+        config = spec.parse_config(config_raw, f"config {cfg_desc['digest']}")
+        diff_ids = config["rootfs"]["diff_ids"]
+        if len(diff_ids) != len(manifest["layers"]):
+            raise DataError(f"manifest {manifest_digest}: {len(manifest['layers'])} layers but "
+                            f"the config lists {len(diff_ids)} diff_ids")
+        chain = None
+        for i, (layer, diff_id) in enumerate(zip(manifest["layers"], diff_ids, strict=True)):
+            if not self.content.exists(layer["digest"]):
+                raise DataError(f"manifest {manifest_digest}: layer blob {layer['digest']} "
+                                f"is missing")
+            if progress:
+                progress(i, layer)
+            chain = self.ensure_layer(chain, layer["digest"], diff_id)
+        return self.record_image(manifest_digest, manifest, config, config_raw, names,
+                                 repo_for_digest)
+
+    def record_image(self, manifest_digest: str, manifest: dict, config: dict,
+                     config_raw: bytes, names: list[str] = (),
+                     repo_for_digest: str | None = None) -> ImageRecord:
+        image_id = manifest["config"]["digest"]
+        diff_ids = config["rootfs"]["diff_ids"]
+        chains = _digest.chain_ids(diff_ids)
+        size = 0
+        for ch in chains:
+            row = self.conn.execute("SELECT size FROM snapshots WHERE key=?",
+                                    (_digest.hex_of(ch),)).fetchone()
+            size += row[0] if row else 0
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("INSERT OR IGNORE INTO images(id, manifest_digest, manifest_media_type, "
+                      "config, created, size, top_chain, added) VALUES (?,?,?,?,?,?,?,?)",
+                      (image_id, manifest_digest, manifest.get("mediaType", spec.OCI_MANIFEST),
+                       config_raw.decode(), config.get("created"), size,
+                       chains[-1] if chains else None, time.time()))
+            for i, (layer, diff, ch) in enumerate(zip(manifest["layers"], diff_ids, chains,
+                                                       strict=True)):
+                c.execute("INSERT OR IGNORE INTO image_layers VALUES (?,?,?,?,?,?,?)",
+                          (image_id, i, ch, diff, layer["digest"], layer.get("mediaType"),
+                           layer.get("size")))
+            for name in names:
+                self._tag(image_id, name)
+            if repo_for_digest:
+                repo = _ref.parse(repo_for_digest, default_tag=False).name
+                c.execute("INSERT OR REPLACE INTO repo_digests VALUES (?,?,?)",
+                          (repo, manifest_digest, image_id))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return self.get(image_id)
+
+    # -- names ---------------------------------------------------------------
+    def _tag(self, image_id: str, name: str) -> None:
+        ref = _ref.parse(name)
+        if ref.digest:
+            raise Conflict(f"refusing to create a tag with a digest reference: {name}")
+        self.conn.execute("INSERT OR REPLACE INTO tags VALUES (?,?,?,?,?)",
+                          (str(ref), image_id, ref.name, ref.tag, time.time()))
+
+    def tag(self, image_id: str, name: str) -> None:
+        self._tag(image_id, name)
+
+    def untag(self, name: str) -> str | None:
+        """Remove one tag; returns the image id it pointed at (None if no such tag)."""
+        ref = _ref.parse(name)
+        row = self.conn.execute("SELECT image_id FROM tags WHERE name=?", (str(ref),)).fetchone()
+        if row is None:
+            return None
+        self.conn.execute("DELETE FROM tags WHERE name=?", (str(ref),))
+        return row[0]
+
+    def delete(self, image_id: str) -> None:
+        """Forget an image (tags, digests, layers rows); blobs and snapshots go at gc()."""
+        self.conn.execute("DELETE FROM images WHERE id=?", (image_id,))
+
+    # -- container snapshots -------------------------------------------------
+    def prepare_rootfs(self, image: ImageRecord, container_id: str) -> list[dict]:
+        """A writable snapshot for a container on top of the image's chain: its mounts."""
+        parents = self.parents(image.top_chain_id)
+        for key in parents:
+            if not self.snap.exists(key):
+                raise DataError(f"image {image.id[7:19]}: layer snapshot {key[:12]} is missing "
+                                f"(run `ketch system check`)")
+        if self.conn.execute("SELECT 1 FROM snapshots WHERE key=?", (container_id,)).fetchone():
+            raise Conflict(f"a snapshot for container {container_id} already exists")
+        self.conn.execute(
+            "INSERT INTO snapshots(key, parent, kind, image_id, snapshotter, created) "
+            "VALUES (?,?,?,?,?,?)", (container_id, parents[0] if parents else None, "active",
+                                     image.id, self.snap.name, time.time()))
+        try:
+            return self.snap.prepare(container_id, parents)
+        except BaseException:
+            self.conn.execute("DELETE FROM snapshots WHERE key=?", (container_id,))
+            self.snap.remove(container_id)
+            raise
+
+    def rootfs_mounts(self, container_id: str) -> list[dict]:
+        row = self._active(container_id)
+        return self.snap.mounts(container_id, self.parents_of_key(row["parent"]))
+
+    def _active(self, container_id: str) -> sqlite3.Row:
+        row = self.conn.execute("SELECT * FROM snapshots WHERE key=? AND kind='active'",
+                                (container_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no rootfs snapshot for container {container_id}")
+        return row
+
+    def parents_of_key(self, key: str | None) -> list[str]:
+        return self.parents(f"sha256:{key}") if key else []
+
+    def remove_rootfs(self, container_id: str) -> None:
+        """Drop a container's writable snapshot (a no-op if it has none)."""
+        self.snap.remove(container_id)
+        self.conn.execute("DELETE FROM snapshots WHERE key=? AND kind='active'", (container_id,))

@@ -1,0 +1,343 @@
+"""Safe layer unpacking: a layer tar is hostile input.
+
+Every entry is applied relative to an fd of the snapshot directory. Parents
+are resolved with openat2(RESOLVE_IN_ROOT), so `..`, absolute symlinks and
+symlink chains all stay inside the snapshot; the entry's own last component
+is never followed (O_NOFOLLOW, *at calls without AT_SYMLINK_FOLLOW), so a
+symlink planted by an earlier entry is replaced, not written through.
+Names with `..` components are refused (the error names the entry); leading
+`/` is stripped, as Docker does. Hardlink targets resolve inside the
+snapshot the same way. Nothing outside the snapshot directory is created,
+changed or deleted.
+
+Whiteouts: in "overlay" mode (unpacking one layer into its own empty
+directory) `.wh.x` becomes a 0/0 character device and `.wh..wh..opq` the
+trusted.overlay.opaque xattr; in "delete" mode (a full copy of the parent)
+they delete what they name.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import os
+import stat
+import tarfile
+from typing import BinaryIO
+
+from ketch._sys.openat2 import Resolve, openat2
+from ketch.errors import DataError
+
+WH_PREFIX = ".wh."
+WH_OPAQUE = ".wh..wh..opq"
+_CHUNK = 1 << 20
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_XATTR_OK = ("user.", "security.capability", "trusted.")
+
+
+class _HashReader:
+    """Pass-through reader that hashes the uncompressed stream: the diff ID."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw, self.h, self.n = raw, hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.h.update(data)
+        self.n += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+def decompressed(f: BinaryIO) -> BinaryIO:
+    """gzip, zstd or plain tar, told apart by magic bytes as Docker does."""
+    head = f.read(4)
+    f.seek(0)
+    if head[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    if head == b"\x28\xb5\x2f\xfd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+    return f
+
+
+def clean_name(name: str, what: str) -> list[str]:
+    """Path components of a tar name; DataError if it climbs with `..`."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise DataError(f"layer entry {what!r}: path escapes the root with '..'")
+    return parts
+
+
+class Unpacker:
+    def __init__(self, dest: str, whiteouts: str = "overlay"):
+        self.dest = dest
+        self.mode = whiteouts
+        self.root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.is_root = os.geteuid() == 0
+        self.created: set[tuple[str, ...]] = set()
+        self.dirs: list[tuple[tuple[str, ...], tarfile.TarInfo]] = []
+        try:
+            os.close(openat2(self.root, ".", _DIR_FLAGS, 0, Resolve.IN_ROOT))
+            self.have_openat2 = True
+        except OSError:
+            self.have_openat2 = False
+
+    def close(self) -> None:
+        os.close(self.root)
+
+    # -- resolution ----------------------------------------------------------
+    def parent_fd(self, parts: list[str], entry: str) -> int:
+        """An O_PATH fd of the entry's parent directory, created if missing."""
+        if self.have_openat2:
+            try:
+                return self._open_in_root(parts, entry)
+            except FileNotFoundError:
+                pass
+        # Walk one component at a time, creating missing dirs (Docker does too).
+        fd = os.dup(self.root)
+        for i in range(len(parts)):
+            try:
+                nfd = self._step(fd, parts[:i + 1], entry)
+            finally:
+                os.close(fd)
+            fd = nfd
+        return fd
+
+    def _open_in_root(self, parts: list[str], entry: str) -> int:
+        try:
+            return openat2(self.root, "/".join(parts) or ".", _DIR_FLAGS, 0,
+                           Resolve.IN_ROOT | Resolve.NO_MAGICLINKS)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise DataError(f"layer entry {entry!r}: parent {'/'.join(parts)!r}: "
+                            f"{exc.strerror}") from exc
+
+    def _step(self, fd: int, path: list[str], entry: str) -> int:
+        """Open path[-1] under fd (the resolution of path[:-1]), making it if missing."""
+        comp, shown = path[-1], "/".join(path)
+        if self.have_openat2:
+            try:
+                return self._open_in_root(path, entry)
+            except FileNotFoundError:
+                pass
+        try:
+            return os.open(comp, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            why = "is a symlink" if exc.errno == errno.ELOOP or os.path.islink(
+                f"{_fd_path(fd)}/{comp}") else "is not a directory"
+            raise DataError(f"layer entry {entry!r}: parent {shown!r} {why}") from exc
+        try:
+            os.mkdir(comp, 0o755, dir_fd=fd)
+        except FileExistsError as exc:
+            raise DataError(f"layer entry {entry!r}: parent {shown!r} is a symlink "
+                            f"to a missing directory") from exc
+        return os.open(comp, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+
+    # -- application ---------------------------------------------------------
+    def apply(self, tf: tarfile.TarFile) -> None:
+        for m in tf:
+            self.entry(tf, m)
+        self.finish_dirs()
+
+    def entry(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        parts = clean_name(m.name, m.name)
+        if not parts:
+            return  # the root itself
+        *parent, leaf = parts
+        pfd = self.parent_fd(parent, m.name)
+        try:
+            if leaf == WH_OPAQUE:
+                self.opaque(pfd, tuple(parent), m.name)
+            elif leaf.startswith(WH_PREFIX):
+                self.whiteout(pfd, leaf[len(WH_PREFIX):], m.name)
+            else:
+                self.create(tf, m, pfd, leaf, tuple(parts))
+        except (OSError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise DataError(f"layer entry {m.name!r}: {why}") from exc
+        finally:
+            os.close(pfd)
+
+    def whiteout(self, pfd: int, name: str, entry: str) -> None:
+        if not name or name in (".", ".."):
+            raise DataError(f"layer entry {entry!r}: bad whiteout")
+        remove_at(pfd, name)
+        if self.mode == "overlay":
+            os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=pfd)
+
+    def opaque(self, pfd: int, parent: tuple[str, ...], entry: str) -> None:
+        if self.mode == "overlay":
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=pfd)
+            try:
+                os.setxattr(fd, "trusted.overlay.opaque", b"y")
+            finally:
+                os.close(fd)
+            return
+        # Delete mode: drop what lower layers put here, keep this layer's entries.
+        for name in os.listdir(_fd_path(pfd)):
+            if parent + (name,) not in self.created:
+                remove_at(pfd, name)
+
+    def create(self, tf: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, leaf: str,
+               key: tuple[str, ...]) -> None:
+        try:
+            st = os.stat(leaf, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not (m.isdir() and stat.S_ISDIR(st.st_mode)):
+            remove_at(pfd, leaf)
+            st = None
+        self.created.add(key)
+        if m.isdir():
+            if st is None:
+                os.mkdir(leaf, 0o700, dir_fd=pfd)
+            self.dirs.append((key, m))
+            return
+        if m.isreg():
+            self.regular(tf, m, pfd, leaf)
+            return
+        if m.issym():
+            os.symlink(m.linkname, leaf, dir_fd=pfd)
+        elif m.islnk():
+            self.hardlink(m, pfd, leaf)
+            return  # a hardlink shares the target's inode: leave its metadata alone
+        elif m.ischr() or m.isblk():
+            if not self.is_root:
+                return  # as Docker: device nodes only when root
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            os.mknod(leaf, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
+        elif m.isfifo():
+            os.mknod(leaf, stat.S_IFIFO | 0o600, dir_fd=pfd)
+        else:
+            raise DataError(f"layer entry {m.name!r}: unsupported type {m.type!r}")
+        self.metadata_at(pfd, leaf, m)
+
+    def regular(self, tf: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, leaf: str) -> None:
+        fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=pfd)
+        try:
+            src = tf.extractfile(m)
+            zero = bytes(_CHUNK)
+            while src is not None and (chunk := src.read(_CHUNK)):
+                # Runs of zeros become holes: sparse files stay sparse.
+                if chunk == zero[:len(chunk)]:
+                    os.lseek(fd, len(chunk), os.SEEK_CUR)
+                else:
+                    os.write(fd, chunk)
+            os.ftruncate(fd, m.size)
+            self.metadata_fd(fd, m)
+        finally:
+            os.close(fd)
+
+    def hardlink(self, m: tarfile.TarInfo, pfd: int, leaf: str) -> None:
+        parts = clean_name(m.linkname, m.name)
+        if not parts:
+            raise DataError(f"layer entry {m.name!r}: hardlink to the root")
+        *parent, target = parts
+        sfd = self.parent_fd(parent, m.name)
+        try:
+            os.link(target, leaf, src_dir_fd=sfd, dst_dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError as exc:
+            raise DataError(f"layer entry {m.name!r}: hardlink target {m.linkname!r} "
+                            f"not in this layer") from exc
+        finally:
+            os.close(sfd)
+
+    # -- metadata ------------------------------------------------------------
+    def metadata_fd(self, fd: int, m: tarfile.TarInfo) -> None:
+        if self.is_root:
+            os.fchown(fd, m.uid, m.gid)
+        os.fchmod(fd, m.mode & 0o7777)
+        self.xattrs(fd, m)
+        os.utime(fd, ns=(int(m.mtime * 1e9),) * 2)
+
+    def metadata_at(self, pfd: int, leaf: str, m: tarfile.TarInfo) -> None:
+        if self.is_root:
+            os.chown(leaf, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        if not m.issym():
+            # The node was created by us just now and is not a symlink.
+            os.chmod(leaf, m.mode & 0o7777, dir_fd=pfd)
+        os.utime(leaf, ns=(int(m.mtime * 1e9),) * 2, dir_fd=pfd, follow_symlinks=False)
+
+    def xattrs(self, fd: int, m: tarfile.TarInfo) -> None:
+        for key, value in m.pax_headers.items():
+            if not key.startswith("SCHILY.xattr."):
+                continue
+            name = key[len("SCHILY.xattr."):]
+            # trusted.overlay.* would rewrite overlay's view of the layer: never from a tar.
+            if not name.startswith(_XATTR_OK) or name.startswith("trusted.overlay."):
+                continue
+            raw = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+            try:
+                os.setxattr(fd, name, raw)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
+                    raise
+
+    def finish_dirs(self) -> None:
+        """Directory owners, modes and times last: writing children changes them."""
+        for key, m in reversed(self.dirs):
+            try:
+                pfd = self.parent_fd(list(key[:-1]), m.name)
+            except DataError:
+                continue
+            try:
+                fd = os.open(key[-1], os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
+            except OSError:
+                continue  # replaced by a later entry
+            finally:
+                os.close(pfd)
+            try:
+                self.metadata_fd(fd, m)
+            finally:
+                os.close(fd)
+
+
+def _fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def remove_at(dfd: int, name: str) -> None:
+    """rm -rf of `name` inside dir fd `dfd`, never following symlinks."""
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dfd)
+        return
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dfd)
+    try:
+        for child in os.listdir(fd):
+            remove_at(fd, child)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dfd)
+
+
+def unpack(blob: BinaryIO, dest: str, whiteouts: str = "overlay") -> tuple[str, int]:
+    """Apply a (possibly compressed) layer tar to `dest`. Returns (diff ID, tar size)."""
+    reader = _HashReader(decompressed(blob))
+    u = Unpacker(dest, whiteouts)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tf:
+            u.apply(tf)
+        reader.drain()
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as exc:
+        raise DataError(f"layer: not a valid tar stream ({exc})") from exc
+    except Exception as exc:  # zstandard raises its own error type
+        if type(exc).__name__ == "ZstdError":
+            raise DataError(f"layer: bad zstd stream ({exc})") from exc
+        raise
+    finally:
+        u.close()
+    return "sha256:" + reader.h.hexdigest(), reader.n

@@ -1,0 +1,141 @@
+"""Image references, normalised as Docker does.
+
+    busybox                    -> docker.io/library/busybox:latest
+    user/app:1                 -> docker.io/user/app:1
+    localhost:5000/app         -> localhost:5000/app:latest
+    quay.io/a/b@sha256:<hex>   -> quay.io/a/b@sha256:<hex>   (no default tag with a digest)
+
+`Reference.familiar()` gives the short form Docker prints (busybox:latest,
+localhost:5000/app:latest). The grammar is the distribution/reference one:
+lowercase path components separated by `/`, an optional domain (has a `.` or
+`:`, or is `localhost`, or has an uppercase letter), tag `[\\w][\\w.-]{0,127}`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ketch.errors import InvalidArgument
+from ketch.oci import digest as _digest
+
+DEFAULT_DOMAIN = "docker.io"
+LEGACY_DOMAIN = "index.docker.io"
+OFFICIAL_PREFIX = "library/"
+DEFAULT_TAG = "latest"
+
+_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_DOMAIN = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_ID = re.compile(r"^[a-f0-9]{64}$")
+MAX_NAME = 255
+
+
+@dataclass(frozen=True)
+class Reference:
+    domain: str
+    path: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Full repository name: docker.io/library/busybox."""
+        return f"{self.domain}/{self.path}"
+
+    def __str__(self) -> str:
+        out = self.name
+        if self.tag:
+            out += ":" + self.tag
+        if self.digest:
+            out += "@" + self.digest
+        return out
+
+    def familiar_name(self) -> str:
+        """Repository as Docker prints it: busybox, user/app, localhost:5000/app."""
+        if self.domain != DEFAULT_DOMAIN:
+            return self.name
+        if self.path.startswith(OFFICIAL_PREFIX) and self.path.count("/") == 1:
+            return self.path[len(OFFICIAL_PREFIX):]
+        return self.path
+
+    def familiar(self) -> str:
+        out = self.familiar_name()
+        if self.tag:
+            out += ":" + self.tag
+        if self.digest:
+            out += "@" + self.digest
+        return out
+
+    def with_tag(self, tag: str) -> Reference:
+        return Reference(self.domain, self.path, tag, None)
+
+
+def _split_domain(name: str) -> tuple[str, str]:
+    first, sep, rest = name.partition("/")
+    if not sep or ("." not in first and ":" not in first and first != "localhost"
+                   and first.lower() == first):
+        domain, remainder = DEFAULT_DOMAIN, name
+    else:
+        domain, remainder = first, rest
+    if domain == LEGACY_DOMAIN:
+        domain = DEFAULT_DOMAIN
+    if domain == DEFAULT_DOMAIN and "/" not in remainder:
+        remainder = OFFICIAL_PREFIX + remainder
+    return domain, remainder
+
+
+def parse(value: str, default_tag: bool = True) -> Reference:
+    """Parse and normalise `value`; InvalidArgument with Docker's wording when malformed."""
+    if not value or value != value.strip():
+        raise InvalidArgument(f"invalid reference format: {value!r}")
+    if _ID.match(value):
+        raise InvalidArgument(
+            f"invalid repository name ({value}), cannot specify 64-byte hexadecimal strings")
+    rest, dig = value, None
+    if "@" in rest:
+        rest, _, dig = rest.partition("@")
+        if not _digest.is_digest(dig):
+            raise InvalidArgument(f"invalid reference format: {value!r} has a bad digest")
+    tag = None
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon > slash:
+        rest, tag = rest[:colon], rest[colon + 1:]
+        if not _TAG.match(tag):
+            raise InvalidArgument(f"invalid reference format: {value!r} has a bad tag {tag!r}")
+    if not rest:
+        raise InvalidArgument(f"invalid reference format: {value!r}")
+    domain, path = _split_domain(rest)
+    if not _DOMAIN.match(domain):
+        raise InvalidArgument(f"invalid reference format: {value!r} has a bad domain {domain!r}")
+    for comp in path.split("/"):
+        if not _COMPONENT.match(comp):
+            if comp.lower() != comp:
+                raise InvalidArgument(
+                    f"invalid reference format: repository name ({path}) must be lowercase")
+            raise InvalidArgument(f"invalid reference format: {value!r}")
+    if len(domain) + 1 + len(path) > MAX_NAME:
+        raise InvalidArgument(f"invalid reference format: {value!r} is longer than {MAX_NAME}")
+    if tag is None and dig is None and default_tag:
+        tag = DEFAULT_TAG
+    return Reference(domain, path, tag, dig)
+
+
+def try_parse(value: str) -> Reference | None:
+    try:
+        return parse(value)
+    except InvalidArgument:
+        return None
+
+
+def normalize(value: str) -> str:
+    """The full normalised string of `value` (busybox -> docker.io/library/busybox:latest)."""
+    return str(parse(value))
+
+
+def familiar(full: str) -> str:
+    """Short form of an already normalised reference string."""
+    return parse(full).familiar()
