@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Runtime needs, then what tests and benchmarks compare against or drive.
+# Runtime needs, then what tests and benchmarks compare against or drive
+# (runc, docker.io and podman: the engines ketch is measured against and
+# that drive ketch-runc in the interop tests).
 APT_PACKAGES=(
     python3 python3-venv python3-dev gcc make git ca-certificates
     busybox-static libseccomp2 iproute2 nftables e2fsprogs util-linux
@@ -13,6 +15,7 @@ APT_PACKAGES=(
     qemu-system-x86 qemu-utils erofs-utils
     docker-registry apache2-utils skopeo umoci
     runc conmon golang-go
+    docker.io podman
 )
 
 missing=()
