@@ -126,3 +126,66 @@ def _ready(conn: sqlite3.Connection) -> sqlite3.Connection:
 
     db.ensure_schema(conn, "network", store.SCHEMA)
     return conn
+
+
+# -- networks as objects: `ketch network ...` ---------------------------------
+
+def create(conn: sqlite3.Connection, name: str, *, driver: str = "bridge",
+           subnet: str | None = None, gateway: str | None = None,
+           ip_range: str | None = None, internal: bool = False,
+           labels: dict | None = None, options: dict | None = None) -> dict:
+    """Create a bridge network; return its inspect document. Bad/overlapping subnet -> error."""
+    from ketch.network import manage
+
+    return manage.create(_ready(conn), name, driver=driver, subnet=subnet, gateway=gateway,
+                         ip_range=ip_range, internal=internal, labels=labels, options=options)
+
+
+def ls(conn: sqlite3.Connection) -> list[dict]:
+    """Inspect documents of every network, the predefined ones included."""
+    from ketch.network import manage
+
+    return manage.listing(_ready(conn))
+
+
+def inspect(conn: sqlite3.Connection, ref: str) -> dict:
+    from ketch.network import manage
+
+    return manage.inspect(_ready(conn), ref)
+
+
+def rm(conn: sqlite3.Connection, ref: str) -> str:
+    """Remove a network; Conflict while a container uses it. Returns its name."""
+    from ketch.network import manage
+
+    return manage.remove(_ready(conn), ref)
+
+
+def prune(conn: sqlite3.Connection) -> list[str]:
+    from ketch.network import manage
+
+    return manage.prune(_ready(conn))
+
+
+def connect(conn: sqlite3.Connection, network: str, container: str,
+            opts: dict | None = None) -> None:
+    """Connect an attached container (id, prefix or name) to one more network.
+
+    opts: aliases, ip, mac (as for attach). Connecting twice -> Conflict.
+    """
+    from ketch.network import manage
+
+    manage.connect(_ready(conn), network, container, opts)
+
+
+def disconnect(conn: sqlite3.Connection, network: str, container: str) -> None:
+    from ketch.network import manage
+
+    manage.disconnect(_ready(conn), network, container)
+
+
+def reconcile(conn: sqlite3.Connection) -> dict:
+    """Remove what a crash left: dead containers' leases/rules/DNS, orphaned veths/bridges."""
+    from ketch.network import reconcile as rec
+
+    return rec.reconcile(_ready(conn))
