@@ -205,8 +205,11 @@ def start_registry(workdir: Path, auth: str = "none") -> Registry:
             f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{port}\n  secret: {uuid.uuid4().hex}\n" + auth_yaml)
         log = workdir / "registry.log"
-        proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=open(log, "ab"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        # Not a test's process: keep the per-test KETCH_* variables out of its environment.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KETCH_")}
+        with open(log, "ab") as out:
+            proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=out, env=env,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
         if _wait_listening(port, proc):
             return Registry(f"127.0.0.1:{port}", proc, storage, auth, token_server, log)
         if proc.poll() is None:

@@ -1,0 +1,69 @@
+"""login/logout and pulls/pushes against an htpasswd (Basic) registry and a registry
+behind a real token server (Bearer JWTs checked by docker-registry)."""
+
+from __future__ import annotations
+
+import json
+
+from ketch.engine import distribution
+from ketch.registry import config
+from tests.integration.registry.registry_servers import PASSWORD, USER
+
+
+def test_basic_auth_login_pull_logout(basic_registry, ketch):
+    host = basic_registry.host
+    ref = f"{host}/lib/bb:1"
+    anon = ketch("pull", ref)
+    assert anon.returncode == 125
+    assert anon.stderr.strip() == (f"ketch: {host}: authentication required "
+                                   f"(run `ketch login {host}`)")
+    bad = ketch("login", "-u", USER, "--password-stdin", host, input="wrong\n")
+    assert bad.returncode == 125
+    assert bad.stderr.strip() == (f"ketch: login to {host}: unauthorized: "
+                                  "incorrect username or password")
+    assert not config.config_file().exists()
+    ok = ketch("login", "-u", USER, "--password-stdin", host, input=PASSWORD + "\n")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "Login Succeeded"
+    auths = json.loads(config.config_file().read_text())["auths"]
+    assert list(auths) == [host]
+    pulled = ketch("pull", "-q", ref)
+    assert pulled.returncode == 0, pulled.stderr
+    assert ketch("logout", host).stdout.strip() == f"Removing login credentials for {host}"
+    assert ketch("logout", host).stdout.strip() == f"Not logged in to {host}"
+    assert ketch("pull", ref).returncode == 125
+
+
+def test_token_auth_anonymous_pull_authenticated_push(token_registry, ketch):
+    host = token_registry.host
+    ts = token_registry.token_server
+    ts.requests.clear()
+    ref = f"{host}/public/bb:1"
+    out = ketch("pull", "-q", ref)
+    assert out.returncode == 0, out.stderr
+    # One token for the whole pull (manifest, config, two layers): the cache works.
+    assert [(r["scopes"], r["user"]) for r in ts.requests] == [
+        (["repository:public/bb:pull"], None)]
+
+    # Anonymous push is refused by the registry (the token lacks `push`).
+    tagged = ketch("pull", "-q", ref)
+    assert tagged.returncode == 0
+    from ketch.engine import db
+    from ketch.engine import images as _images
+    store = _images.store(db.connect())
+    store.tag(store.resolve(ref).id, f"{host}/team/bb:1")
+    refused = ketch("push", f"{host}/team/bb:1")
+    assert refused.returncode == 125
+    assert refused.stderr.startswith("ketch: ") and "unauthorized" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    assert ketch("login", "-u", USER, "-p", "nope", host).returncode == 125
+    login = ketch("login", "-u", USER, "--password-stdin", host, input=PASSWORD)
+    assert login.returncode == 0, login.stderr
+    ts.requests.clear()
+    rep = distribution.push(f"{host}/team/bb:1")
+    assert rep.tag == "1"
+    # The push token covered team/bb push and public/bb pull (for the mount).
+    asked = [s for r in ts.requests for s in r["scopes"]]
+    assert "repository:team/bb:pull,push" in asked
+    assert all(r["user"] == USER for r in ts.requests)
