@@ -1,0 +1,219 @@
+"""Micro-VM containers: the OCI lifecycle (create, start, state, kill, delete).
+
+State lives in <root>/<id>/: launch.json (what the shim boots), state.json
+(id, bundle, pid, created), the shim's control socket, the console log and
+QEMU's pid. The container's pid is the shim's; status is derived, never
+stored: no live shim -> stopped; live shim and a `started` mark -> running;
+else created. PIDs read back from files are checked against their command
+line (which names the state directory) before any signal, so a recycled PID
+is never hit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ketch.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
+from ketch.vm import accel, initramfs, qemu, rootfs, spec
+from ketch.vm import kernel as kernel_mod
+
+BOOT_DEADLINE = {"kvm": 10.0, "tcg": 60.0}
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("KETCH_RUNV_ROOT") or "/run/ketch-runv")
+
+
+def _check_id(cid: str) -> None:
+    if not cid or "/" in cid or cid in (".", "..") or len(cid) > 128:
+        raise InvalidArgument(f"invalid container id {cid!r}")
+
+
+def state_dir(root: Path, cid: str, must_exist: bool = True) -> Path:
+    _check_id(cid)
+    d = root / cid
+    if must_exist and not (d / "state.json").exists():
+        raise NotFound(f"container \"{cid}\" does not exist")
+    return d
+
+
+def _guest_config(kernel: kernel_mod.Kernel, plan: spec.Plan) -> tuple[list[str], list]:
+    features = set()
+    if plan.shares:
+        features.add("virtiofs")
+    if plan.hostfwd is not None:
+        features.add("net")
+    features.add("balloon")
+    lines = [f"module {m}" for m in initramfs.modules_for(kernel, features)]
+    lines.append("root /dev/vda")
+    if plan.readonly:
+        lines.append("readonly")
+    if plan.hostfwd is not None:
+        lines.append("net")
+    if plan.hostname:
+        lines.append(f"hostname {plan.hostname}")
+    for i, (_src, dest, ro) in enumerate(plan.shares):
+        lines.append(f"volume ketchfs{i} {dest} {'ro' if ro else 'rw'}")
+    files = []
+    for i, (src, dest) in enumerate(plan.files):
+        files.append((f"ketch/files/{i}", src.read_bytes()))
+        lines.append(f"file /ketch/files/{i} {dest}")
+    lines += [f"tmpfs {dest}" for dest in plan.tmpfs]
+    return lines, files
+
+
+def create(root: Path, cid: str, bundle: Path, pid_file: Path | None = None,
+           stdio: tuple[int, int, int] | None = None) -> subprocess.Popen:
+    """Boot the VM with the process not yet started; returns the shim (our child)."""
+    plan = spec.plan(bundle)             # every bundle error before anything is created
+    kernel = kernel_mod.require()
+    qemu.qemu_binary()
+    if plan.shares:
+        qemu.virtiofsd_binary()
+    d = state_dir(root, cid, must_exist=False)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir()
+    except FileExistsError:
+        raise AlreadyExists(f"container \"{cid}\" already exists") from None
+    try:
+        shim = _launch(d, cid, kernel, plan, stdio)
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    if pid_file is not None:
+        tmp = pid_file.with_name(f".{pid_file.name}.tmp")
+        tmp.write_text(str(shim.pid))
+        os.replace(tmp, pid_file)
+    return shim
+
+
+def _launch(d: Path, cid: str, kernel, plan: spec.Plan, stdio) -> subprocess.Popen:
+    accel_name = accel.choose(kernel)
+    image = rootfs.image_for(plan.rootfs, plan.annotations)
+    lines, files = _guest_config(kernel, plan)
+    initrd = initramfs.write_run_initrd(kernel, lines, d / "initrd", files)
+    launch = {"vmlinux": str(kernel.vmlinux), "initrd": str(initrd), "accel": accel_name,
+              "cpus": plan.cpus, "memory_mib": plan.memory_mib, "root_image": str(image),
+              "shares": [(str(s), dest, ro) for s, dest, ro in plan.shares],
+              "hostfwd": plan.hostfwd, "deadline": BOOT_DEADLINE[accel_name],
+              "process": plan.process.__dict__}
+    (d / "launch.json").write_text(json.dumps(launch))
+    r, w = os.pipe()
+    fds = stdio or (0, 1, 2)
+    shim = subprocess.Popen([sys.executable, "-m", "ketch.vm.shim", str(d), str(w)],
+                            pass_fds=[w], stdin=fds[0], stdout=fds[1], stderr=fds[2],
+                            start_new_session=True, cwd="/")
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        verdict = f.read().decode(errors="replace")
+    if verdict != "ok":
+        shim.wait()
+        raise FailedPrecondition(verdict.removeprefix("error ") or "micro-VM shim died during boot")
+    state = {"ociVersion": "1.0.2", "id": cid, "pid": shim.pid, "bundle": str(plan.bundle),
+             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "annotations": plan.annotations, "starttime": _starttime(shim.pid)}
+    tmp = d / "state.json.tmp"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, d / "state.json")
+    return shim
+
+
+def _starttime(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(state: dict) -> bool:
+    st = _starttime(state["pid"])
+    return st is not None and st == state.get("starttime")
+
+
+def state(root: Path, cid: str) -> dict:
+    d = state_dir(root, cid)
+    st = json.loads((d / "state.json").read_text())
+    alive = _alive(st)
+    status = "stopped" if not alive else ("running" if (d / "started").exists() else "created")
+    out = {k: st[k] for k in ("ociVersion", "id", "bundle", "created", "annotations")}
+    out.update(status=status, pid=st["pid"] if alive else 0)
+    exit_file = d / "exit"
+    if exit_file.exists():
+        out["exitCode"] = int(exit_file.read_text() or 0)
+    return out
+
+
+def request(root: Path, cid: str, req: dict) -> socket.socket:
+    """Connect to the shim's control socket and send one request line."""
+    d = state_dir(root, cid)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(d / "shim.sock"))
+    except OSError:
+        sock.close()
+        raise Conflict(f"container \"{cid}\" is not running") from None
+    sock.sendall(json.dumps(req).encode() + b"\n")
+    return sock
+
+
+def _reply(sock: socket.socket) -> dict:
+    with sock, sock.makefile("rb") as f:
+        line = f.readline()
+    reply = json.loads(line or b'{"error": "no reply from the shim"}')
+    if "error" in reply:
+        raise FailedPrecondition(reply["error"])
+    return reply
+
+
+def start(root: Path, cid: str) -> None:
+    st = state(root, cid)
+    if st["status"] != "created":
+        raise Conflict(f"cannot start a container that is {st['status']}")
+    _reply(request(root, cid, {"op": "start"}))
+
+
+def kill(root: Path, cid: str, signo: int) -> None:
+    st = state(root, cid)
+    if st["status"] == "stopped":
+        raise Conflict(f"container \"{cid}\" is not running")
+    _reply(request(root, cid, {"op": "kill", "signal": signo}))
+
+
+def _our_pid(pid: int, d: Path) -> bool:
+    """True when `pid` still runs a command naming our state directory."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return str(d).encode() in f.read()
+    except OSError:
+        return False
+
+
+def delete(root: Path, cid: str, force: bool = False) -> None:
+    d = state_dir(root, cid)
+    st = state(root, cid)
+    if st["status"] != "stopped" and not force:
+        raise Conflict(f"cannot delete container \"{cid}\" that is not stopped: {st['status']}")
+    pids = []
+    for name in ("state.json", "qemu.pid", "helpers.pid"):
+        try:
+            text = (d / name).read_text()
+        except FileNotFoundError:
+            continue
+        pids += [json.loads(text)["pid"]] if name == "state.json" else [int(p) for p in text.split()]
+    for pid in pids:
+        if _our_pid(pid, d):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(_our_pid(p, d) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    shutil.rmtree(d, ignore_errors=True)

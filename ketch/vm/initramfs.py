@@ -1,0 +1,113 @@
+"""The guest's initramfs: built once per kernel and agent, plus a tiny per-run part.
+
+The base archive holds the guest init/agent (guest/*.c, compiled static with
+the host's gcc), busybox-static, and the kernel modules a micro-VM may need.
+It is cached under <cache>/initramfs/<key>.cpio, the key covering the kernel
+release, the agent's sources and busybox, so nothing is rebuilt per run. Each
+run appends a second newc archive carrying /ketch/config (what to load, mount
+and configure); the kernel unpacks concatenated archives in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ketch.errors import FailedPrecondition
+from ketch.vm import kernel as kernel_mod
+from ketch.vm.cpio import CpioWriter, archive
+
+GUEST_SRC = Path(__file__).with_name("guest")
+BUSYBOX = "/bin/busybox"
+#: Always loaded: the devices and filesystems every micro-VM uses.
+BASE_MODULES = ["virtio_mmio", "virtio_blk", "virtio_console", "erofs", "overlay"]
+#: Loaded only when used.
+OPTIONAL_MODULES = {"net": ["virtio_net"], "virtiofs": ["virtiofs"],
+                    "balloon": ["virtio_balloon"]}
+
+
+def _sources() -> list[Path]:
+    return sorted(GUEST_SRC.glob("*.[ch]"))
+
+
+def _key(kernel: kernel_mod.Kernel) -> str:
+    h = hashlib.sha256(kernel.release.encode() + str(kernel.vmlinux).encode())
+    for src in _sources():
+        h.update(src.name.encode() + src.read_bytes())
+    st = os.stat(BUSYBOX)
+    h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def compile_agent(out: Path) -> None:
+    """Build the static guest init/agent from guest/*.c."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        raise FailedPrecondition("building the guest agent needs gcc (apt-get install gcc)")
+    srcs = [str(p) for p in _sources() if p.suffix == ".c"]
+    proc = subprocess.run([cc, "-static", "-Os", "-s", "-Wall", "-o", str(out), *srcs],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        first = (proc.stderr.strip().splitlines() or ["failed"])[0]
+        raise FailedPrecondition(f"compile guest agent: {first}")
+
+
+def base(kernel: kernel_mod.Kernel) -> Path:
+    """Path of the cached base initramfs for `kernel`, building it if missing."""
+    out = kernel_mod.cache_dir() / "initramfs" / f"{_key(kernel)}.cpio"
+    if out.exists():
+        return out
+    if not os.path.exists(BUSYBOX):
+        raise FailedPrecondition(f"{BUSYBOX} is missing (apt-get install busybox-static)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wanted = BASE_MODULES + [m for mods in OPTIONAL_MODULES.values() for m in mods]
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        agent = Path(tmp) / "init"
+        compile_agent(agent)
+        part = Path(tmp) / "base.cpio"
+        with open(part, "wb") as f:
+            w = CpioWriter(f)
+            for d in ("dev", "proc", "sys", "mnt", "bin", "ketch", "lib", "lib/modules"):
+                w.directory(d)
+            # The kernel opens /dev/console for init before anything is mounted.
+            w.device("dev/console", True, 5, 1)
+            w.file("init", agent.read_bytes(), 0o755)
+            w.file("bin/busybox", Path(BUSYBOX).read_bytes(), 0o755)
+            w.symlink("bin/sh", "busybox")
+            for mod in kernel_mod.modules_in_order(kernel, wanted):
+                w.file(f"lib/modules/{mod.name}", mod.read_bytes())
+            w.close()
+        os.replace(part, out)
+    return out
+
+
+def modules_for(kernel: kernel_mod.Kernel, features: set[str]) -> list[str]:
+    """Guest paths of the modules to load, in dependency order, for these features."""
+    wanted = list(BASE_MODULES)
+    for feature in sorted(features):
+        wanted += OPTIONAL_MODULES.get(feature, [])
+    return [f"/lib/modules/{p.name}" for p in kernel_mod.modules_in_order(kernel, wanted)]
+
+
+def run_config(lines: list[str], files: list[tuple[str, bytes]] = ()) -> bytes:
+    """The per-run archive: /ketch/config, one setting per line, and copied files."""
+    entries = [("dir", "ketch/files")] + [("file", name.lstrip("/"), data) for name, data in files]
+    entries.append(("file", "ketch/config", ("\n".join(lines) + "\n").encode()))
+    return archive(entries)
+
+
+def write_run_initrd(kernel: kernel_mod.Kernel, lines: list[str], dest: Path,
+                     files: list[tuple[str, bytes]] = ()) -> Path:
+    """base initramfs + the per-run archive, concatenated at a 4-byte boundary."""
+    src = base(kernel)
+    shutil.copyfile(src, dest)
+    with open(dest, "ab") as f:
+        size = f.tell()
+        if size % 4:
+            f.write(b"\0" * (4 - size % 4))
+        f.write(run_config(lines, files))
+    return dest

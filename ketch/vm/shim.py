@@ -1,0 +1,273 @@
+"""The per-VM host process: owns QEMU and virtiofsd, relays the agent's streams.
+
+`ketch-runv create` starts it as `python -m ketch.vm.shim STATE_DIR READY_FD`
+with the caller's stdio (or the pty slave for a terminal), like runc hands its
+stdio to the container's process; its PID is the container's PID. It boots
+the VM, reports "ok" or "error <message>" on READY_FD, then serves the
+control socket STATE_DIR/shim.sock (start, kill, exec) and exits with the
+process's exit code once the agent has sent every byte of output.
+
+    caller stdio <-> shim <-> socketpair <-> QEMU virtio-serial <-> guest agent
+    exec client  <-> shim.sock (same frames, session rewritten)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+from ketch.errors import FailedPrecondition, KetchError
+from ketch.vm import proto, qemu
+
+
+class Shim:
+    def __init__(self, state_dir: Path, launch: dict):
+        self.dir = state_dir
+        self.launch = launch
+        self.qemu: subprocess.Popen | None = None
+        self.helpers: list[subprocess.Popen] = []
+        self.sock: socket.socket | None = None
+        self.reader: proto.FrameReader | None = None
+        self.send_lock = threading.Lock()
+        self.started = False
+        self.exit_code: int | None = None
+        self.execs: dict[int, socket.socket] = {}
+        self.next_session = 2
+
+    # --- boot ----------------------------------------------------------------
+
+    def boot(self) -> None:
+        shares = []
+        for i, (host_dir, _dest, _ro) in enumerate(self.launch["shares"]):
+            shares.append((f"ketchfs{i}", self._virtiofsd(i, host_dir)))
+        host, guest = socket.socketpair()
+        cfg = qemu.VmConfig(
+            vmlinux=Path(self.launch["vmlinux"]), initrd=Path(self.launch["initrd"]),
+            console_log=self.dir / "console.log", agent_fd=guest.fileno(),
+            accel=self.launch["accel"], cpus=self.launch["cpus"],
+            memory_mib=self.launch["memory_mib"], root_image=Path(self.launch["root_image"]),
+            shares=shares, hostfwd=self.launch["hostfwd"], qmp_socket=self.dir / "qmp.sock")
+        with open(self.dir / "qemu.log", "wb") as log:
+            self.qemu = subprocess.Popen(qemu.argv(cfg), pass_fds=[guest.fileno()],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        guest.close()
+        (self.dir / "qemu.pid").write_text(str(self.qemu.pid))
+        self.sock = host
+        self.reader = proto.FrameReader(host)
+        host.settimeout(self.launch["deadline"])
+        try:
+            got = self.reader.read()
+        except TimeoutError:
+            raise FailedPrecondition(self._boot_error(
+                f"guest did not boot within {self.launch['deadline']:.0f}s")) from None
+        host.settimeout(None)
+        if got is None:
+            raise FailedPrecondition(self._boot_error("QEMU exited during boot"))
+        if got[0] == proto.FATAL:
+            raise FailedPrecondition(self._boot_error(f"guest init: {got[2].decode(errors='replace')}"))
+        # QEMU has read the initrd into guest memory; the per-run copy can go.
+        Path(self.launch["initrd"]).unlink(missing_ok=True)
+        # Listen before reporting "ok": `start` connects right after.
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(self.dir / "shim.sock"))
+        self.listener.listen(16)
+
+    def _virtiofsd(self, index: int, host_dir: str) -> str:
+        path = self.dir / f"fs{index}.sock"
+        proc = subprocess.Popen([qemu.virtiofsd_binary(), f"--socket-path={path}",
+                                 "-o", f"source={host_dir}", "-o", "cache=auto"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=open(self.dir / f"virtiofsd{index}.log", "wb"))
+        self.helpers.append(proc)
+        (self.dir / "helpers.pid").write_text(" ".join(str(p.pid) for p in self.helpers))
+        deadline = time.monotonic() + 5
+        while not path.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise FailedPrecondition(f"virtiofsd for {host_dir!r} did not start")
+            time.sleep(0.005)
+        return str(path)
+
+    def _boot_error(self, what: str) -> str:
+        if self.qemu is not None and self.qemu.poll() is not None:
+            err = (self.dir / "qemu.log").read_text(errors="replace").strip().splitlines()
+            if err:
+                what += f" ({err[-1]})"
+        tail = qemu.console_tail(self.dir / "console.log")
+        return f"micro-VM boot failed: {what}" + (f"; console: {tail}" if tail else "")
+
+    def teardown(self) -> None:
+        for proc in [self.qemu, *self.helpers]:
+            if proc is not None and proc.poll() is None:
+                qemu.kill_pid(proc.pid)
+            if proc is not None:
+                proc.wait()
+        for name in ("qmp.sock", "shim.sock"):
+            (self.dir / name).unlink(missing_ok=True)
+
+    # --- running -------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        with self.send_lock:
+            self.sock.sendall(data)
+
+    def serve(self) -> int:
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self._pump_guest()
+
+    def _pump_guest(self) -> int:
+        out = {proto.STDOUT: 1, proto.STDERR: 2}
+        while True:
+            got = self.reader.read()
+            if got is None:
+                break
+            kind, session, payload = got
+            if session == 1:
+                if kind in out:
+                    _write_all(out[kind], payload)
+                elif kind == proto.STARTED:
+                    (self.dir / "guest.pid").write_text(str(struct.unpack("<I", payload)[0]))
+                elif kind == proto.EXIT:
+                    return proto.int_payload(payload)
+            elif session in self.execs:
+                conn = self.execs[session]
+                try:
+                    conn.sendall(proto.frame(kind, 1, payload))
+                except OSError:
+                    pass
+                if kind == proto.EXIT:
+                    self.execs.pop(session, None)
+                    conn.close()
+        if self.exit_code is not None:
+            return self.exit_code
+        tail = qemu.console_tail(self.dir / "console.log", 4)
+        _write_all(2, f"ketch-runv: micro-VM stopped unexpectedly; console: {tail}\n".encode())
+        return 255
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=self._control, args=(conn,), daemon=True).start()
+
+    def _control(self, conn: socket.socket) -> None:
+        f = conn.makefile("rb")
+        try:
+            req = json.loads(f.readline() or b"{}")
+        except ValueError:
+            conn.close()
+            return
+        op = req.get("op")
+        if op == "start" and not self.started:
+            self.started = True
+            (self.dir / "started").touch()
+            process = proto.Process(**self.launch["process"])
+            self.send(proto.frame(proto.EXEC, 1, process.encode()))
+            threading.Thread(target=self._stdin, args=(process.terminal,), daemon=True).start()
+            conn.sendall(b'{"ok": true}\n')
+        elif op == "kill":
+            signo = int(req.get("signal", signal.SIGTERM))
+            if self.started:
+                self.send(proto.signal_frame(1, signo))
+            else:
+                self.exit_code = 128 + signo
+                qemu.kill_pid(self.qemu.pid)
+            conn.sendall(b'{"ok": true}\n')
+        elif op == "exec":
+            self._exec(conn, f, req)
+            return
+        else:
+            conn.sendall(json.dumps({"error": f"bad request {op!r}"}).encode() + b"\n")
+        conn.close()
+
+    def _exec(self, conn: socket.socket, f, req: dict) -> None:
+        session = self.next_session
+        self.next_session += 1
+        self.execs[session] = conn
+        process = proto.Process(**req["process"])
+        self.send(proto.frame(proto.EXEC, session, process.encode()))
+        # The client's frames name session 1; here they become this exec's.
+        reader = proto.FrameReader(conn)
+        try:
+            while (got := reader.read()) is not None:
+                kind, _s, payload = got
+                if kind in (proto.STDIN, proto.SIGNAL, proto.RESIZE):
+                    self.send(proto.frame(kind, session, payload))
+        except OSError:
+            pass
+
+    def _stdin(self, terminal: bool) -> None:
+        if terminal:
+            _tty_setup(self)
+        while True:
+            try:
+                data = os.read(0, 65536)
+            except OSError:
+                data = b""
+            try:
+                self.send(proto.frame(proto.STDIN, 1, data))
+            except OSError:
+                return
+            if not data:
+                return
+
+
+def _tty_setup(shim: Shim) -> None:
+    """fd 0 is the host pty slave: raw (the guest's pty does the line discipline),
+    our controlling terminal, so a resize of the caller's master reaches the guest."""
+    attrs = termios.tcgetattr(0)
+    attrs[0] = attrs[1] = attrs[3] = 0
+    attrs[6][termios.VMIN], attrs[6][termios.VTIME] = 1, 0
+    termios.tcsetattr(0, termios.TCSANOW, attrs)
+    try:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    except OSError:
+        pass
+
+    def resized(*_):
+        rows, cols = struct.unpack("HHHH", fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+        shim.send(proto.resize_frame(1, rows, cols))
+    signal.signal(signal.SIGWINCH, resized)
+    resized()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BrokenPipeError:
+            return  # the reader is gone; keep draining the guest anyway
+        view = view[n:]
+
+
+def main() -> None:
+    state_dir, ready_fd = Path(sys.argv[1]), int(sys.argv[2])
+    launch = json.loads((state_dir / "launch.json").read_text())
+    shim = Shim(state_dir, launch)
+    signal.signal(signal.SIGTERM, lambda *_: shim.qemu and qemu.kill_pid(shim.qemu.pid))
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        shim.boot()
+    except (KetchError, OSError) as exc:
+        shim.teardown()
+        os.write(ready_fd, f"error {exc}".encode())
+        os._exit(1)
+    os.write(ready_fd, b"ok")
+    os.close(ready_fd)
+    code = shim.serve()
+    shim.teardown()
+    (state_dir / "exit").write_text(str(code))
+    os._exit(code & 0xFF)
+
+
+if __name__ == "__main__":
+    main()
