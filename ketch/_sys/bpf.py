@@ -1,0 +1,88 @@
+"""bpf(2): load a program, attach/detach/query it on a cgroup. No policy.
+
+The attr unions are packed by hand at the offsets of linux/bpf.h; only the
+fields these commands use are set, the rest stay zero as the kernel requires.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import struct
+
+from ketch._sys import libc
+
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_PROG_QUERY = 16
+
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_MULTI = 2
+
+_NR_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+_ATTR_SIZE = 128
+
+
+def _bpf(cmd: int, attr: ctypes.Array, what: str) -> int:
+    nr = _NR_BPF.get(platform.machine())
+    if nr is None:
+        raise OSError(38, f"{what}: bpf(2) number unknown on {platform.machine()}")
+    fn = libc().syscall
+    fn.restype = ctypes.c_long
+    ret = fn(ctypes.c_long(nr), ctypes.c_int(cmd), attr, ctypes.c_uint(_ATTR_SIZE))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def prog_load(prog_type: int, insns: bytes, license: str = "Apache", log_size: int = 0,
+              expected_attach_type: int = 0) -> int:
+    """Load a program; returns its fd. With log_size the verifier log is put in the error."""
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    log = ctypes.create_string_buffer(log_size) if log_size else None
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    struct.pack_into("=IIQQIIQ", attr, 0, prog_type, len(insns) // 8,
+                     ctypes.addressof(code), ctypes.addressof(lic),
+                     1 if log else 0, log_size, ctypes.addressof(log) if log else 0)
+    struct.pack_into("=I", attr, 68, expected_attach_type)
+    try:
+        return _bpf(BPF_PROG_LOAD, attr, "bpf(BPF_PROG_LOAD)")
+    except OSError as exc:
+        if log is not None and log.value:
+            raise OSError(exc.errno, f"{exc.strerror}; verifier: {log.value.decode()[-300:]}") from exc
+        raise
+
+
+def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    struct.pack_into("=IIII", attr, 0, target_fd, prog_fd, attach_type, flags)
+    _bpf(BPF_PROG_ATTACH, attr, "bpf(BPF_PROG_ATTACH)")
+
+
+def prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    struct.pack_into("=III", attr, 0, target_fd, prog_fd, attach_type)
+    _bpf(BPF_PROG_DETACH, attr, "bpf(BPF_PROG_DETACH)")
+
+
+def prog_query(target_fd: int, attach_type: int, max_progs: int = 64) -> list[int]:
+    """Ids of the programs attached to a cgroup for `attach_type`."""
+    ids = (ctypes.c_uint32 * max_progs)()
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    struct.pack_into("=IIIIQI", attr, 0, target_fd, attach_type, 0, 0,
+                     ctypes.addressof(ids), max_progs)
+    _bpf(BPF_PROG_QUERY, attr, "bpf(BPF_PROG_QUERY)")
+    count = struct.unpack_from("=I", attr, 24)[0]
+    return list(ids[:count])
+
+
+def prog_get_fd_by_id(prog_id: int) -> int:
+    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    struct.pack_into("=I", attr, 0, prog_id)
+    return _bpf(BPF_PROG_GET_FD_BY_ID, attr, "bpf(BPF_PROG_GET_FD_BY_ID)")
