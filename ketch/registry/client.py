@@ -144,8 +144,12 @@ class Repository:
             start = writer.offset
             headers = {"Range": f"bytes={start}-"} if start else {}
             resp = self.t.request("GET", self._path("blobs", digest), scopes=self.pull_scope,
-                                  what=what, headers=headers, stream=True, ok=(200, 206))
+                                  what=what, headers=headers, stream=True,
+                                  ok=(200, 206, 416))
             try:
+                if resp.status_code == 416:
+                    raise DataError(f"{what}: truncated, registry has fewer than the "
+                                    f"{size} bytes the manifest promises")
                 if start and resp.status_code == 200:
                     writer.truncate()
                     if progress:
