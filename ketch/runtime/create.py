@@ -1,0 +1,153 @@
+"""`create`: bundle -> a container whose init waits on exec.fifo for `start`.
+
+Everything is checked before anything is made; once things are made, an
+ExitStack undoes them in reverse on any failure (kill init, remove the
+cgroup, remove the state dir), so bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import ExitStack
+
+from ketch.errors import AlreadyExists, FailedPrecondition, InvalidArgument, KetchError
+from ketch.oci import runtime_spec
+from ketch.runtime import spawn, sync
+from ketch.runtime.state import CREATING, Container, check_id
+
+
+def validate(spec: dict, bundle: str) -> str:
+    """Check the whole config; return the absolute rootfs path."""
+    runtime_spec.check(spec)
+    linux = spec.get("linux") or {}
+    from ketch.runtime import caps
+    caps.parse_spec(spec["process"].get("capabilities"))
+    if linux.get("seccomp") is not None:
+        from ketch.runtime import seccomp
+        seccomp.validate(linux["seccomp"])
+    if linux.get("resources"):
+        from ketch.runtime.cgroups import CgroupManager
+        CgroupManager.validate(linux["resources"])
+    if (spec.get("process") or {}).get("apparmorProfile") and \
+            not os.path.exists("/sys/kernel/security/apparmor"):
+        raise FailedPrecondition("process.apparmorProfile: AppArmor is not enabled on this host")
+    path = spec["root"]["path"]
+    rootfs = os.path.normpath(os.path.join(bundle, path))
+    if not os.path.isdir(rootfs):
+        raise InvalidArgument(f"root.path: {rootfs} is not a directory")
+    return rootfs
+
+
+def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
+           console_socket: str | None = None, no_pivot: bool = False,
+           preserve_fds: int = 0) -> tuple[Container, int]:
+    """Create the container; returns it and the pid of its init."""
+    check_id(cid)
+    bundle = os.path.abspath(bundle)
+    spec = runtime_spec.load(os.path.join(bundle, "config.json"))
+    rootfs = validate(spec, bundle)
+    if spec["process"].get("terminal") and not console_socket:
+        raise InvalidArgument("process.terminal: a terminal needs --console-socket")
+    os.makedirs(root, 0o711, exist_ok=True)
+    cdir = os.path.join(root, cid)
+    try:
+        os.mkdir(cdir, 0o711)
+    except FileExistsError:
+        raise AlreadyExists(f"container {cid!r} already exists") from None
+    with ExitStack() as undo:
+        undo.callback(_rmtree, cdir)
+        c = Container(root, cid, {
+            "id": cid, "bundle": bundle, "rootfs": rootfs, "config": spec,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
+        })
+        os.mkfifo(c.fifo, 0o622)
+        pid = _spawn(c, spec, console_socket, no_pivot, preserve_fds, undo)
+        c.save()
+        if pid_file:
+            from ketch.runtime.state import write_atomic
+            write_atomic(os.path.abspath(pid_file), str(pid))
+        undo.pop_all()
+    return c, pid
+
+
+def _spawn(c: Container, spec: dict, console_socket: str | None, no_pivot: bool,
+           preserve: int, undo: ExitStack) -> int:
+    from ketch.runtime.cgroups import manager_for
+    linux = spec.get("linux") or {}
+    keep = list(range(3, 3 + preserve))
+    console_fd = None
+    if console_socket and spec["process"].get("terminal"):
+        console_fd = _connect(console_socket)
+        undo.callback(os.close, console_fd)
+        keep.append(console_fd)
+    from ketch._sys import proc as _proc
+    _proc.prctl(_proc.PR_SET_CHILD_SUBREAPER, 1)  # init is re-parented to us, to reap on failure
+    cg = manager_for(linux.get("cgroupsPath"), c.id)
+    undo.callback(cg.destroy)
+    cg.create()
+    stage1, sock = spawn.start_init(keep)
+    undo.callback(os.close, sock)
+    undo.callback(_kill_reap, stage1)
+    cg.add(stage1)
+    if linux.get("resources"):
+        cg.set(linux["resources"])
+    c.data["cgroup"] = cg.to_state()
+    sync.send(sock, "bootstrap", config=spec, bundle=c.data["bundle"], rootfs=c.data["rootfs"],
+              fifo=c.fifo, no_pivot=no_pivot, console_fd=console_fd, preserve_fds=preserve)
+    pid = 0
+    while True:
+        msg = sync.recv(sock)
+        kind = msg["type"]
+        if kind == "usermap":
+            spawn.write_id_maps(msg["pid"], spec)
+            sync.send(sock, "mapped")
+        elif kind == "pid":
+            pid = msg["pid"]
+            undo.callback(_kill_reap, pid)
+            spawn.reap(stage1)
+            c.data["pid"] = pid
+            c.data["pid_start"] = _start_time(pid)
+        elif kind == "hooks":
+            state = c.oci_state(CREATING)
+            state["pid"] = pid
+            hooks = spec.get("hooks") or {}
+            from ketch.runtime import hooks as _hooks
+            _hooks.run_all(hooks.get("prestart"), "prestart", state)
+            _hooks.run_all(hooks.get("createRuntime"), "createRuntime", state)
+            sync.send(sock, "hooks-done", state=state)
+        elif kind == "ready":
+            return pid
+        elif kind == "error":
+            raise KetchError(f"container init: {msg['msg']}", exit_code=1)
+        else:
+            raise KetchError("container init exited before it was ready", exit_code=1)
+
+
+def _start_time(pid: int) -> int | None:
+    from ketch.runtime.state import proc_start_time
+    return proc_start_time(pid)
+
+
+def _connect(path: str) -> int:
+    import _socket
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        s.connect(path)
+    except OSError as exc:
+        s.close()
+        raise InvalidArgument(f"--console-socket {path}: {exc.strerror}") from None
+    return s.detach()
+
+
+def _kill_reap(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    spawn.reap(pid)
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""`exec`: run one more process inside a created or running container.
+
+Stage 1 joins every namespace of the container's init (user first), is put
+in the container's cgroup, and forks; stage 2 applies the process's user,
+capabilities, rlimits, no_new_privs and the container's seccomp filter, then
+execs. EOF on the sync socket means the exec succeeded.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+from ketch.errors import InvalidArgument, KetchError
+from ketch.oci import runtime_spec
+from ketch.runtime import spawn, sync
+from ketch.runtime.state import CREATED, RUNNING, Container
+
+
+def build_process(c: Container, opts: dict, args: list[str]) -> dict:
+    if opts.get("process"):
+        try:
+            with open(opts["process"]) as f:
+                proc = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise InvalidArgument(f"--process {opts['process']}: {exc}") from None
+        runtime_spec.check_process(proc, "process")
+        return proc
+    if not args:
+        raise InvalidArgument("exec: a command is required (or --process FILE)")
+    proc = copy.deepcopy(c.config.get("process") or {})
+    proc["args"] = args
+    proc["terminal"] = bool(opts.get("tty"))
+    env = dict(e.split("=", 1) for e in proc.get("env") or [])
+    for e in opts.get("env") or []:
+        if "=" not in e:
+            raise InvalidArgument(f"--env: must be KEY=value, not {e!r}")
+        k, v = e.split("=", 1)
+        env[k] = v
+    proc["env"] = [f"{k}={v}" for k, v in env.items()]
+    if opts.get("cwd"):
+        proc["cwd"] = opts["cwd"]
+    user = proc.setdefault("user", {})
+    if opts.get("user"):
+        uid, _, gid = opts["user"].partition(":")
+        if not uid.isdigit() or (gid and not gid.isdigit()):
+            raise InvalidArgument(f"--user: must be uid[:gid] numbers, not {opts['user']!r}")
+        user["uid"] = int(uid)
+        user["gid"] = int(gid) if gid else 0
+    if opts.get("gids"):
+        user["additionalGids"] = [int(g) for g in opts["gids"]]
+    if opts.get("no_new_privs"):
+        proc["noNewPrivileges"] = True
+    for cap in opts.get("cap") or []:
+        for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+            proc.setdefault("capabilities", {}).setdefault(key, []).append(cap)
+    runtime_spec.check_process(proc, "process")
+    return proc
+
+
+def run(c: Container, opts: dict, args: list[str]) -> int:
+    proc = build_process(c, opts, args)
+    c.need(CREATED, RUNNING, verb="exec in")
+    from ketch.runtime import caps
+    caps.parse_spec(proc.get("capabilities"))
+    console_fd = None
+    if proc.get("terminal"):
+        if not opts.get("console_socket"):
+            raise InvalidArgument("exec --tty needs --console-socket")
+        from ketch.runtime.create import _connect
+        console_fd = _connect(opts["console_socket"])
+    preserve = int(opts.get("preserve_fds") or 0)
+    keep = list(range(3, 3 + preserve)) + ([console_fd] if console_fd is not None else [])
+    from ketch._sys import proc as _proc
+    _proc.prctl(_proc.PR_SET_CHILD_SUBREAPER, 1)
+    stage1, sock = spawn.start_init(keep)
+    try:
+        if c.data.get("cgroup"):
+            c.cgroup().add(stage1)
+        ns = {n["type"] for n in (c.config.get("linux") or {}).get("namespaces") or []}
+        sync.send(sock, "bootstrap", exec=True, target_pid=c.pid, join_user="user" in ns,
+                  process=proc, config=c.config, console_fd=console_fd, preserve_fds=preserve)
+        msg = sync.recv(sock, "pid")
+        if msg["type"] != "pid":
+            raise KetchError(f"exec: {msg.get('msg', 'init exited')}", exit_code=1)
+        pid = msg["pid"]
+        spawn.reap(stage1)
+        msg = sync.recv(sock)
+        if msg["type"] == "error":
+            spawn.reap(pid)
+            raise KetchError(f"exec: {msg['msg']}", exit_code=1)
+    except BaseException:
+        try:
+            os.kill(stage1, 9)
+        except ProcessLookupError:
+            pass
+        spawn.reap(stage1)
+        raise
+    finally:
+        os.close(sock)
+        if console_fd is not None:
+            os.close(console_fd)
+    if opts.get("pid_file"):
+        from ketch.runtime.state import write_atomic
+        write_atomic(os.path.abspath(opts["pid_file"]), str(pid))
+    if opts.get("detach"):
+        return 0
+    from ketch.runtime.run import wait_for
+    return wait_for(pid)

@@ -1,0 +1,57 @@
+"""Messages between `ketch-runc` (the parent) and the container's init.
+
+A SOCK_SEQPACKET socketpair keeps message boundaries; each message is one
+JSON object with a "type". Child errors travel as data ({"type": "error"}),
+and EOF means the child exec'd (the socket is close-on-exec in init) or died.
+
+    parent (ketch-runc create)        stage-1 (exec'd init)          stage-2 = container pid 1
+    fork+exec stage-1 ------------->
+    cgroup.add(stage-1), set limits
+    "bootstrap" {config, ...} ---->
+                                      setns(joined namespaces)
+                       <------------ "usermap"      (only with a new user ns)
+    write uid_map/gid_map
+    "mapped" ---------------------->
+                                      unshare(new namespaces); fork ------> (pid 1 of a new pid ns)
+                       <------------ "pid" {pid}; stage-1 exits
+                       <------------------------------------------------- "hooks" (if prestart/createRuntime)
+    run hooks in the runtime's namespaces
+    "hooks-done" --------------------------------------------------------->
+                                                                          mounts, pivot_root, ...
+                       <------------------------------------------------- "ready"  |  "error" {msg}
+    write state.json, pid file; exit
+                                                                          blocks on exec.fifo until `start`
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+_MAX = 1 << 20
+
+
+def send(fd: int, kind: str, **fields) -> None:
+    fields["type"] = kind
+    os.write(fd, json.dumps(fields).encode())
+
+
+def recv(fd: int, expect: str | None = None) -> dict:
+    """Next message; EOF -> {"type": "eof"}; an "error" message is returned as is."""
+    data = os.read(fd, _MAX)
+    if not data:
+        return {"type": "eof"}
+    msg = json.loads(data)
+    if expect and msg.get("type") not in (expect, "error"):
+        raise RuntimeError(f"init protocol: expected {expect!r}, got {msg.get('type')!r}")
+    return msg
+
+
+def errmsg(exc: BaseException) -> str:
+    """One line for an exception: our OSErrors carry "what: strerror" and the path."""
+    if isinstance(exc, OSError):
+        text = exc.strerror or str(exc)
+        if exc.filename and str(exc.filename) not in text:
+            text = f"{text}: {exc.filename}"
+        return text
+    return str(exc) or type(exc).__name__
