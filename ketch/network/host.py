@@ -72,10 +72,13 @@ def state_dir() -> Path:
 
 def taken_subnets(conn: sqlite3.Connection, skip_bridge: str = "") -> list:
     """Every subnet a new network must not overlap: host routes and our networks."""
-    taken = [(f"route on {dev}", net) for dev, net in ipam.host_routes() if dev != skip_bridge]
+    taken, ours = [], {skip_bridge}
     for n in store.network_rows(conn):
         if n["subnet"] and n["bridge"] != skip_bridge:
             taken.append((f"network {n['name']}", ipam.IPv4Network(n["subnet"])))
+            ours.add(n["bridge"])
+    # Routes on our own bridges are already named above, as networks.
+    taken += [(f"route on {dev}", net) for dev, net in ipam.host_routes() if dev not in ours]
     return taken
 
 

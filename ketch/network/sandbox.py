@@ -37,8 +37,12 @@ def attach(conn: sqlite3.Connection, container_id: str, network, netns_path: str
 
     manage.ensure_defaults(conn)
     items = _split_modes(network)
-    if store.sandbox(conn, container_id):
-        raise Conflict(f"container {container_id[:12]} is already attached to a network")
+    old = store.sandbox(conn, container_id)
+    if old is not None:
+        if host.alive(old) and old["mode"] != "host":
+            raise Conflict(f"container {container_id[:12]} is already attached to a network")
+        with store.host_lock():
+            _teardown(conn, old)  # left over from a crash or a restart without detach
     pid = opts.get("pid")
     m = _NETNS_PID.match(netns_path or "")
     if not pid and m:

@@ -1,0 +1,184 @@
+"""Network integration fixtures: stand-in containers in real namespaces, and leak checks.
+
+A stand-in container is a busybox process in a fresh network and mount
+namespace (unshare), with the files the engine would bind-mount on
+/etc/hosts and /etc/resolv.conf bound there before attach, exactly as the
+engine does; commands run inside it with nsenter. The `net_no_leaks`
+fixture fails a test that leaves a veth, bridge, nftables table or DNS
+server of its root behind, then removes them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need_tool
+
+BUSYBOX = "/bin/busybox"
+
+
+def _links() -> list[str]:
+    return os.listdir("/sys/class/net")
+
+
+def _nft_tables() -> set[str]:
+    out = subprocess.run(["nft", "list", "tables", "ip"], capture_output=True, text=True).stdout
+    return {ln.split()[-1] for ln in out.splitlines() if ln.startswith("table")}
+
+
+def _dns_pids(tmp_path: Path) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ketch.network.dns" in cmd and str(tmp_path).encode() in cmd:
+            found.append(int(entry))
+    return found
+
+
+@pytest.fixture
+def conn(ketch_env):
+    from ketch.engine import db
+
+    c = db.connect()
+    yield c
+    c.close()
+
+
+@pytest.fixture(autouse=True)
+def net_no_leaks(ketch_env, tmp_path: Path):
+    need_tool("nft")
+    need_tool("unshare")
+    need_tool("nsenter")
+    from ketch.network import host
+
+    tag = host.tag()
+    mine = (f"kv{tag}_", f"kb{tag}-", f"kp{tag}_", host.default_bridge_name())
+    table = host.table_name()
+    yield
+    deadline = time.monotonic() + 3
+    while True:
+        links = [n for n in _links() if n.startswith(mine)]
+        tables = [t for t in _nft_tables() if t == table]
+        dns = _dns_pids(tmp_path)
+        if not (links or tables or dns) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for pid in dns:
+        os.kill(pid, signal.SIGKILL)
+    for name in links:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    for t in tables:
+        subprocess.run(["nft", "delete", "table", "ip", t], capture_output=True)
+    if links or tables or dns:
+        pytest.fail(f"leaked: links {links}, nft tables {tables}, DNS servers {dns}",
+                    pytrace=False)
+
+
+class Box:
+    """A stand-in container: busybox in its own net + mount namespace."""
+
+    def __init__(self, tmp_path: Path, name: str):
+        self.dir = tmp_path / f"box-{name}"
+        self.dir.mkdir()
+        self.hosts = self.dir / "hosts"
+        self.resolv = self.dir / "resolv.conf"
+        self.hosts.write_text("")
+        self.resolv.write_text("")
+        script = (f"mount --bind {self.hosts} /etc/hosts && "
+                  f"mount --bind {self.resolv} /etc/resolv.conf && exec {BUSYBOX} sleep 600")
+        self.proc = subprocess.Popen(
+            ["unshare", "--net", "--mount", "--propagation", "private", "--",
+             BUSYBOX, "sh", "-c", script])
+        self.pid = self.proc.pid
+        for _ in range(200):
+            if b"sleep" in Path(f"/proc/{self.pid}/cmdline").read_bytes():
+                break
+            time.sleep(0.01)
+        self.netns = f"/proc/{self.pid}/ns/net"
+
+    def opts(self, **extra) -> dict:
+        return {"hosts_path": str(self.hosts), "resolv_conf_path": str(self.resolv), **extra}
+
+    def run(self, *cmd: str, input: str | None = None, timeout: float = 10,
+            check: bool = False) -> subprocess.CompletedProcess:
+        return subprocess.run(["nsenter", "-t", str(self.pid), "-n", "-m", *cmd],
+                              input=input, capture_output=True, text=True,
+                              timeout=timeout, check=check)
+
+    def sh(self, script: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(BUSYBOX, "sh", "-c", script, **kw)
+
+    def spawn(self, *cmd: str) -> subprocess.Popen:
+        return subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", "-m", *cmd],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def boxes(tmp_path: Path):
+    """Factory of stand-in containers; all are killed (with their children) at the end."""
+    made: list[Box] = []
+    spawned: list[subprocess.Popen] = []
+
+    def make(name: str) -> Box:
+        box = Box(tmp_path, name)
+        orig = box.spawn
+
+        def spawn(*cmd: str) -> subprocess.Popen:
+            p = orig(*cmd)
+            spawned.append(p)
+            return p
+
+        box.spawn = spawn
+        made.append(box)
+        return box
+
+    yield make
+    for p in spawned:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+    for box in made:
+        box.kill()
+
+
+def free_port(kind: int = 1) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+def host_address() -> str:
+    """A global IPv4 address of the host itself (not loopback, not ours)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for a in ipr.get_addr(family=2):
+            name = names.get(a["index"], "")
+            if a["scope"] == 0 and not name.startswith(("k", "lo")):
+                return a.get_attr("IFA_ADDRESS")
+    pytest.skip("the host has no global IPv4 address")
+
+
+def http_get(url: str) -> str:
+    import httpx
+
+    return httpx.get(url, timeout=5).text
