@@ -66,3 +66,96 @@ def bootstrap(conn: sqlite3.Connection, what: str, include: list[str] = (),
 
 def list_images(conn: sqlite3.Connection) -> list[ImageRecord]:
     return store(conn).all()
+
+
+def list_rows(conn: sqlite3.Connection, show_all: bool = False,
+              filters: list[str] = ()) -> list[dict]:
+    """`ketch images` rows (raw: ID full, Created epoch, Size bytes)."""
+    from ketch.image import views
+
+    return views.rows(store(conn), show_all, views.parse_filters(list(filters)))
+
+
+def inspect(conn: sqlite3.Connection, ref_or_id: str) -> dict:
+    from ketch.image import views
+
+    s = store(conn)
+    return views.docker_inspect(s, s.resolve(ref_or_id))
+
+
+def history(conn: sqlite3.Connection, ref_or_id: str) -> list[dict]:
+    from ketch.image import views
+
+    return views.history(resolve(conn, ref_or_id))
+
+
+def tag(conn: sqlite3.Connection, source: str, target: str) -> None:
+    s = store(conn)
+    s.tag(s.resolve(source).id, target)
+
+
+def remove(conn: sqlite3.Connection, names: list[str], force: bool = False) -> list[dict]:
+    """`ketch rmi`: Docker's Untagged/Deleted report lines."""
+    from ketch.image import gc
+
+    s = store(conn)
+    out: list[dict] = []
+    for name in names:
+        out += gc.remove_image(s, name, force)
+    return out
+
+
+def prune(conn: sqlite3.Connection, all_images: bool = False) -> tuple[list[dict], int]:
+    from ketch.image import gc
+
+    return gc.prune(store(conn), all_images)
+
+
+def disk_usage(conn: sqlite3.Connection) -> dict:
+    """For `system df`: {"Snapshotter", "LayersSize", "BlobsSize", "Images": [{Id, RepoTags,
+    Created, Size, SharedSize, UniqueSize, Containers}], "Containers": [{Id, ImageID, SizeRw,
+    SizeRootFs}]} (bytes)."""
+    from ketch.image import gc
+
+    return gc.disk_usage(store(conn))
+
+
+def check(conn: sqlite3.Connection, verify_blobs: bool = True) -> list[str]:
+    """For `system check`: one line per problem; [] means consistent."""
+    from ketch.image import gc
+
+    return gc.check(store(conn), verify_blobs)
+
+
+def lease(conn: sqlite3.Connection):
+    """Context manager: hold while publishing blobs not yet referenced by an image."""
+    from ketch.image import gc
+
+    return gc.lease(store(conn))
+
+
+def save(conn: sqlite3.Connection, names: list[str], out) -> None:
+    """Write images as one tar (OCI layout + docker-archive) to a binary stream."""
+    from ketch.image import archive
+
+    archive.check_names(names)
+    archive.save(store(conn), names, out)
+
+
+def load(conn: sqlite3.Connection, path, progress=None) -> list[str]:
+    """Load a docker-archive or OCI layout (tar or directory); Docker's report lines."""
+    from pathlib import Path
+
+    from ketch.image import archive
+
+    return archive.load(store(conn), Path(path), progress)
+
+
+def import_(conn: sqlite3.Connection, stream, source: str, name: str | None = None,
+            changes: list[str] = (), message: str = "",
+            platform: str | None = None) -> ImageRecord:
+    """`ketch import`: a rootfs tar (any compression) becomes a one-layer image."""
+    from ketch.image import importer
+
+    return importer.import_tar(store(conn), stream, source, name, list(changes), message,
+                               platform)

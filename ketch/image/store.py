@@ -133,7 +133,8 @@ class ImageStore:
                    c.execute("SELECT repo, digest FROM repo_digests WHERE image_id=? "
                              "ORDER BY repo", (row["id"],))]
         layers = [dict(r) for r in c.execute(
-            "SELECT * FROM image_layers WHERE image_id=? ORDER BY idx", (row["id"],))]
+            "SELECT l.*, s.size AS size FROM image_layers l LEFT JOIN snapshots s "
+            "ON s.key = substr(l.chain_id, 8) WHERE l.image_id=? ORDER BY l.idx", (row["id"],))]
         return ImageRecord(
             id=row["id"], config=json.loads(row["config"]), repo_tags=tags,
             repo_digests=digests, created=row["created"] or "", size=row["size"],
@@ -323,3 +324,23 @@ class ImageStore:
         """Drop a container's writable snapshot (a no-op if it has none)."""
         self.snap.remove(container_id)
         self.conn.execute("DELETE FROM snapshots WHERE key=? AND kind='active'", (container_id,))
+
+    # -- relations -------------------------------------------------------------
+    def parent_of(self, image_id: str) -> str | None:
+        row = self.conn.execute("SELECT parent FROM images WHERE id=?", (image_id,)).fetchone()
+        return row[0] if row else None
+
+    def parent_ids(self) -> set[str]:
+        return {r[0] for r in self.conn.execute(
+            "SELECT DISTINCT parent FROM images WHERE parent IS NOT NULL")}
+
+    def users(self, image_id: str) -> list[str]:
+        """Containers that use an image: the engine's containers table, and rootfs snapshots."""
+        out = [r[0] for r in self.conn.execute(
+            "SELECT key FROM snapshots WHERE kind='active' AND image_id=?", (image_id,))]
+        has = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='containers'").fetchone()
+        if has:
+            out += [r[0] for r in self.conn.execute(
+                "SELECT id FROM containers WHERE image_id=?", (image_id,))]
+        return sorted(set(out))
