@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ketch.engine.humanize import human_duration, human_size  # noqa: F401 (re-export)
 from ketch.errors import InvalidArgument
 
 _ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}", re.S)
@@ -145,44 +146,6 @@ def _header(col: str, headers: Mapping[str, str]) -> str:
     if not fields:
         return col.strip().upper()
     return " ".join(headers.get(f, f.upper()) for f in fields)
-
-
-def human_size(n: float) -> str:
-    """Docker's units.HumanSize: decimal units, 3 significant digits ("1.23MB")."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    i = 0
-    while n >= 1000 and i < len(units) - 1:
-        n /= 1000.0
-        i += 1
-    return f"{n:.4g}{units[i]}" if i else f"{int(n)}B"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration ("Less than a second", "5 minutes", "2 hours")."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
 
 
 def ago(ts: float, now: float | None = None) -> str:

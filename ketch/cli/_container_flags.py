@@ -1,0 +1,177 @@
+"""The flags of `ketch run` and `ketch create` (Docker's names), and argv -> CreateOptions.
+
+Values are validated here through the engine's parsers, so a bad flag fails
+before anything is created, with Docker's wording and exit code 125.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ketch.engine import options as o
+from ketch.errors import InvalidArgument
+
+_MULTI = dict(multiple=True, metavar="LIST")
+
+FLAGS = [
+    click.option("-d", "--detach", is_flag=True, help="Run in the background, print the id."),
+    click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
+    click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
+    click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it exits."),
+    click.option("--name", default="", help="Assign a name to the container."),
+    click.option("-e", "--env", **_MULTI, help="Set environment variables."),
+    click.option("--env-file", **_MULTI, help="Read environment variables from a file."),
+    click.option("-l", "--label", **_MULTI, help="Set metadata on a container."),
+    click.option("-v", "--volume", **_MULTI, help="Bind mount a volume (src:dst[:ro])."),
+    click.option("--mount", **_MULTI, help="Attach a filesystem mount (type=...,target=...)."),
+    click.option("--tmpfs", **_MULTI, help="Mount a tmpfs directory."),
+    click.option("-w", "--workdir", default="", help="Working directory inside the container."),
+    click.option("-u", "--user", default="", help="Username or UID (name|uid[:group|gid])."),
+    click.option("--group-add", **_MULTI, help="Add additional groups to join."),
+    click.option("--entrypoint", default=None, help="Overwrite the image's ENTRYPOINT."),
+    click.option("-h", "--hostname", default="", help="Container host name."),
+    click.option("--init", is_flag=True, help="Run an init (tini) as PID 1 that reaps."),
+    click.option("--restart", default="no", help="Restart policy (no|on-failure[:N]|always|"
+                 "unless-stopped)."),
+    click.option("--stop-signal", default="", help="Signal to stop the container."),
+    click.option("--stop-timeout", type=int, default=None, help="Seconds to wait on stop."),
+    click.option("--health-cmd", default=None, help="Command to run to check health."),
+    click.option("--health-interval", default=None, help="Time between running the check."),
+    click.option("--health-timeout", default=None, help="Maximum time to allow one check."),
+    click.option("--health-retries", type=int, default=None, help="Failures to be unhealthy."),
+    click.option("--health-start-period", default=None, help="Start period for the container."),
+    click.option("--no-healthcheck", is_flag=True, help="Disable any HEALTHCHECK."),
+    click.option("--cpus", default=None, help="Number of CPUs."),
+    click.option("-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)."),
+    click.option("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)."),
+    click.option("-m", "--memory", default=None, help="Memory limit."),
+    click.option("--memory-swap", default=None, help="Swap limit equal to memory plus swap; "
+                 "-1 for unlimited."),
+    click.option("--memory-reservation", default=None, help="Memory soft limit."),
+    click.option("--pids-limit", type=int, default=0, help="Tune container pids limit."),
+    click.option("--ulimit", **_MULTI, help="Ulimit options (nofile=1024:2048)."),
+    click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
+    click.option("--security-opt", **_MULTI, help="Security options."),
+    click.option("--cap-add", **_MULTI, help="Add Linux capabilities."),
+    click.option("--cap-drop", **_MULTI, help="Drop Linux capabilities."),
+    click.option("--privileged", is_flag=True, help="Give extended privileges."),
+    click.option("--device", **_MULTI, help="Add a host device to the container."),
+    click.option("--sysctl", **_MULTI, help="Sysctl options."),
+    click.option("--shm-size", default=None, help="Size of /dev/shm (default 64m)."),
+    click.option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences."),
+    click.option("--network", "--net", "network", default="", help="Network (none|host|NAME)."),
+    click.option("--runtime", default="", help="Runtime (runc, vm, or a path)."),
+    click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing",
+                 help="Pull image before running."),
+    click.option("--platform", default="", help="Set platform if server is multi-platform."),
+    click.option("--log-driver", type=click.Choice(["json-file", "none", "k8s-file"]),
+                 default="json-file", help="Logging driver for the container."),
+    click.option("--log-opt", **_MULTI, help="Log driver options (max-size=, max-file=)."),
+]
+
+
+def create_flags(fn):
+    for flag in reversed(FLAGS):
+        fn = flag(fn)
+    fn = click.argument("command", nargs=-1, type=click.UNPROCESSED)(fn)
+    fn = click.argument("image")(fn)
+    return fn
+
+
+def _security(opts: o.CreateOptions, items: tuple[str, ...]) -> None:
+    for item in items:
+        key, sep, val = item.replace(":", "=", 1).partition("=")
+        if key == "no-new-privileges" and val in ("", "true"):
+            opts.no_new_privileges = True
+        elif key == "no-new-privileges" and val == "false":
+            opts.no_new_privileges = False
+        elif key == "seccomp" and sep:
+            opts.seccomp = val
+        elif key in ("apparmor", "label"):
+            continue   # no LSM on this path; accepted like Docker on hosts without them
+        else:
+            raise InvalidArgument(f"invalid --security-opt: {item!r}")
+
+
+def _health(kw: dict) -> dict | None:
+    if kw["health_cmd"] is None and not any(kw[k] for k in (
+            "health_interval", "health_timeout", "health_retries", "health_start_period")):
+        return None
+    h: dict = {}
+    if kw["health_cmd"] is not None:
+        h["Test"] = ["CMD-SHELL", kw["health_cmd"]]
+    for key, flag in (("Interval", "health_interval"), ("Timeout", "health_timeout"),
+                      ("StartPeriod", "health_start_period")):
+        if kw[flag]:
+            h[key] = o.parse_duration(kw[flag], "--" + flag.replace("_", "-"))
+    if kw["health_retries"] is not None:
+        h["Retries"] = kw["health_retries"]
+    return h
+
+
+def to_options(kw: dict) -> o.CreateOptions:
+    """Turn click's keyword arguments into validated CreateOptions."""
+    opts = o.CreateOptions(image=kw["image"], command=list(kw["command"]), name=kw["name"],
+                           workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"],
+                           init=kw["init"], tty=kw["tty"], interactive=kw["interactive"],
+                           auto_remove=kw["auto_remove"], stop_signal=kw["stop_signal"],
+                           stop_timeout=kw["stop_timeout"], network=kw["network"],
+                           runtime=kw["runtime"], log_driver=kw["log_driver"],
+                           privileged=kw["privileged"], read_only=kw["read_only"],
+                           cpu_shares=kw["cpu_shares"], cpuset_cpus=kw["cpuset_cpus"],
+                           pids_limit=kw["pids_limit"], oom_score_adj=kw["oom_score_adj"])
+    if kw["entrypoint"] is not None:
+        opts.entrypoint = [kw["entrypoint"]] if kw["entrypoint"] else []
+    env = []
+    for f in kw["env_file"]:
+        env += o.read_env_file(f)
+    opts.env = env + o.expand_env(list(kw["env"]))
+    opts.labels = o.parse_labels(list(kw["label"]))
+    opts.mounts = ([o.parse_volume(v) for v in kw["volume"]]
+                   + [o.parse_mount(m) for m in kw["mount"]]
+                   + [o.parse_tmpfs(t) for t in kw["tmpfs"]])
+    opts.group_add = list(kw["group_add"])
+    opts.restart, opts.restart_max = o.parse_restart(kw["restart"])
+    if opts.restart != "no" and opts.auto_remove:
+        raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
+    opts.health = _health(kw)
+    opts.no_healthcheck = kw["no_healthcheck"]
+    if kw["cpus"] is not None:
+        opts.cpus = o.parse_cpus(kw["cpus"])
+    if kw["memory"] is not None:
+        opts.memory = o.parse_bytes(kw["memory"], "--memory")
+        if opts.memory and opts.memory < 6 << 20:
+            raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if kw["memory_swap"] is not None:
+        opts.memory_swap = o.parse_memory_swap(kw["memory_swap"])
+        if opts.memory_swap > 0 and opts.memory_swap < opts.memory:
+            raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit,"
+                                  " see usage")
+        if opts.memory_swap and not opts.memory:
+            raise InvalidArgument("You should always set the Memory limit when using "
+                                  "Memoryswap limit, see usage")
+    if kw["memory_reservation"] is not None:
+        opts.memory_reservation = o.parse_bytes(kw["memory_reservation"],
+                                                "--memory-reservation")
+    if kw["shm_size"] is not None:
+        opts.shm_size = o.parse_bytes(kw["shm_size"], "--shm-size")
+    opts.ulimits = dict(o.parse_ulimit(u) for u in kw["ulimit"])
+    _security(opts, kw["security_opt"])
+    opts.cap_add, opts.cap_drop = list(kw["cap_add"]), list(kw["cap_drop"])
+    opts.devices = list(kw["device"])
+    for s in kw["sysctl"]:
+        k, eq, v = s.partition("=")
+        if not eq:
+            raise InvalidArgument(f"invalid argument \"{s}\" for \"--sysctl\" flag")
+        opts.sysctls[k] = v
+    for lo in kw["log_opt"]:
+        k, eq, v = lo.partition("=")
+        if not eq or k not in ("max-size", "max-file", "tag", "mode", "compress"):
+            raise InvalidArgument(f"unknown log opt '{lo}' for json-file log driver")
+        opts.log_opts[k] = v
+    if "max-size" in opts.log_opts:
+        o.parse_bytes(opts.log_opts["max-size"], "--log-opt max-size")
+    if kw["platform"] and kw["platform"] not in ("linux/amd64", "linux/x86_64", "amd64"):
+        raise InvalidArgument(f"image platform {kw['platform']!r} does not match the host "
+                              "platform linux/amd64")
+    return opts

@@ -1,0 +1,357 @@
+"""`ketch run`, `create`, `start`, `stop`, `restart`, `kill`, `rm`, `ps`, `wait`, `inspect`.
+
+A thin layer: argv -> CreateOptions (cli/_container_flags.py) -> engine ->
+a report rendered like Docker's. The rest of the container commands live in
+cli/container_more.py and are re-exported here for the lazy command map.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+import click
+
+from ketch.cli._container_flags import create_flags, to_options
+from ketch.errors import KetchError
+
+CTX = {"ignore_unknown_options": False, "allow_interspersed_args": False}
+
+
+def _conn():
+    from ketch.engine import containers
+    return containers.connect()
+
+
+def _create(kw: dict):
+    from ketch.engine import lifecycle
+    from ketch.errors import NotFound
+    opts = to_options(kw)
+    conn = _conn()
+    if kw.get("pull") == "always":
+        _pull(opts.image, kw.get("platform"))
+    try:
+        return conn, lifecycle.create(conn, opts)
+    except NotFound as exc:
+        if kw.get("pull") == "never" or "image" not in str(exc).lower():
+            raise
+    click.echo(f"Unable to find image '{opts.image}' locally", err=True)
+    _pull(opts.image, kw.get("platform"))
+    return conn, lifecycle.create(conn, opts)
+
+
+def _pull(ref: str, platform: str | None) -> None:
+    try:
+        from ketch.engine import distribution
+    except ImportError:
+        raise KetchError(f"pull access denied for {ref}: no registry client") from None
+    distribution.pull(ref, platform=platform or None)
+
+
+@click.command(context_settings=CTX)
+@create_flags
+def create(**kw):
+    """Create a new container."""
+    _conn_, c = _create(kw)
+    click.echo(c.id)
+
+
+@click.command(context_settings=CTX)
+@create_flags
+def run(**kw):
+    """Create and run a new container from an image."""
+    from ketch.engine import lifecycle
+    conn, c = _create(kw)
+    if kw["detach"]:
+        try:
+            lifecycle.start(conn, c)
+        except KetchError:
+            if c.options.auto_remove:
+                lifecycle.remove(conn, lifecycle.containers.get(conn, c.id), force=True)
+            raise
+        click.echo(c.id)
+        return
+    sys.exit(_run_attached(conn, c))
+
+
+def _run_attached(conn, c) -> int:
+    """Foreground run: hold the 'attached' lock, copy stdio, then clean up ourselves."""
+    import fcntl
+    import os
+
+    from ketch.engine import attach, containers, lifecycle, monitor, ocicli
+    sdir = monitor.state_dir(c.id)
+    sdir.mkdir(parents=True, exist_ok=True)
+    lock = os.open(sdir / "attached", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        sock = lifecycle.start(conn, c, attach=True)
+    except KetchError:
+        os.close(lock)
+        if c.options.auto_remove:
+            lifecycle.remove(conn, containers.get(conn, c.id), force=True)
+        raise
+
+    def forward(signum, _frame):
+        ocicli.run(c.options.runtime, "kill", c.id, str(signum), check=False)
+    if not c.options.tty:
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, forward)
+    bundle = str(lifecycle.bundle_dir(c.id))
+    try:
+        attach.pump(sock, stdin=c.options.interactive, tty=c.options.tty,
+                    on_resize=lambda r, col: monitor.resize(c.id, bundle, r, col))
+    finally:
+        sock.close()
+    code = lifecycle.cleanup(conn, c.id, foreground=True)
+    os.close(lock)
+    return 0 if code is None else code
+
+
+@click.command(context_settings=CTX)
+@click.option("-a", "--attach", "attach_", is_flag=True, help="Attach STDOUT/STDERR.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@click.argument("containers", nargs=-1, required=True)
+def start(attach_, interactive, containers):
+    """Start one or more stopped containers."""
+    from ketch.engine import containers as store
+    from ketch.engine import lifecycle
+    conn = _conn()
+    failed = None
+    for ref in containers:
+        try:
+            c = store.lookup(conn, ref)
+            if attach_ and len(containers) == 1:
+                sys.exit(_run_attached(conn, c))
+            lifecycle.start(conn, c)
+            click.echo(ref)
+        except KetchError as exc:
+            failed = exc
+            click.echo(f"ketch: {exc}", err=True)
+    if failed:
+        raise SystemExit(failed.exit_code)
+
+
+def _each(refs, action, echo=True):
+    """Apply action(conn, container) to each ref; report errors per ref like Docker."""
+    from ketch.engine import containers as store
+    conn = _conn()
+    rc = 0
+    for ref in refs:
+        try:
+            action(conn, store.lookup(conn, ref))
+            if echo:
+                click.echo(ref)
+        except KetchError as exc:
+            click.echo(f"ketch: {exc}", err=True)
+            rc = exc.exit_code
+    if rc:
+        raise SystemExit(rc)
+
+
+@click.command(context_settings=CTX)
+@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait.")
+@click.option("-s", "--signal", "sig", default="", help="Signal to send.")
+@click.argument("containers", nargs=-1, required=True)
+def stop(timeout, sig, containers):
+    """Stop one or more running containers."""
+    from ketch.engine import lifecycle
+
+    def act(conn, c):
+        if sig:
+            c.options.stop_signal = sig
+        lifecycle.stop(conn, c, timeout)
+    _each(containers, act)
+
+
+@click.command(context_settings=CTX)
+@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait.")
+@click.argument("containers", nargs=-1, required=True)
+def restart(timeout, containers):
+    """Restart one or more containers."""
+    from ketch.engine import containers as store
+    from ketch.engine import lifecycle
+
+    def act(conn, c):
+        lifecycle.stop(conn, c, timeout)
+        lifecycle.start(conn, store.get(conn, c.id))
+    _each(containers, act)
+
+
+@click.command(context_settings=CTX)
+@click.option("-s", "--signal", "sig", default="KILL", help="Signal to send.")
+@click.argument("containers", nargs=-1, required=True)
+def kill(sig, containers):
+    """Kill one or more running containers."""
+    from ketch.engine import lifecycle
+    _each(containers, lambda conn, c: lifecycle.kill(conn, c, sig))
+
+
+@click.command(context_settings=CTX)
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes.")
+@click.argument("containers", nargs=-1, required=True)
+def rm(force, volumes, containers):
+    """Remove one or more containers."""
+    from ketch.engine import lifecycle
+    _each(containers, lambda conn, c: lifecycle.remove(conn, c, force=force,
+                                                          volumes_too=volumes))
+
+
+@click.command(context_settings=CTX)
+@click.argument("containers", nargs=-1, required=True)
+def wait(containers):
+    """Block until containers stop, then print their exit codes."""
+    import time
+
+    from ketch.engine import containers as store
+    from ketch.engine import lifecycle
+
+    def act(conn, c):
+        while c is not None and c.status in ("running", "paused", "restarting"):
+            if c.status != "restarting":
+                lifecycle.wait_exit(c)
+            time.sleep(0.05)
+            c = store.get(conn, c.id)
+        click.echo(c.exit_code if c is not None else 0)
+    _each(containers, act, echo=False)
+
+
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+              "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
+              "CreatedAt": "CREATED AT", "State": "STATE", "Size": "SIZE",
+              "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS"}
+PS_DEFAULT = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
+              "{{.Ports}}\t{{.Names}}")
+
+
+def _ps_filter(c, filters: list[str]) -> bool:
+    for f in filters:
+        key, _, val = f.partition("=")
+        if key == "status" and c.status != val:
+            return False
+        if key == "name" and val not in c.name:
+            return False
+        if key == "id" and not c.id.startswith(val):
+            return False
+        if key == "label":
+            k, eq, v = val.partition("=")
+            if k not in c.options.labels or (eq and c.options.labels[k] != v):
+                return False
+        if key == "ancestor" and val not in (c.image, c.image_id, c.image_id[7:19]):
+            return False
+        if key == "exited" and (c.status != "exited" or str(c.exit_code) != val):
+            return False
+        if key not in ("status", "name", "id", "label", "ancestor", "exited"):
+            raise KetchError(f"invalid filter '{key}'")
+    return True
+
+
+@click.command(context_settings=CTX)
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@click.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
+@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output.")
+@click.option("--format", "fmt", default=None, help="Format output (Go template, table, json).")
+def ps(all_, quiet, latest, last, size, no_trunc, filters, fmt):
+    """List containers."""
+    from ketch.cli import _format
+    from ketch.engine import containers as store
+    from ketch.engine import views
+    conn = _conn()
+    items = store.all_containers(conn)
+    if latest:
+        last = 1
+    if last >= 0:
+        items, all_ = items[:last], True
+    items = [c for c in items if (all_ or c.status in ("running", "paused", "restarting"))
+             and _ps_filter(c, list(filters))]
+    if quiet:
+        click.echo("".join((c.id if no_trunc else c.id[:12]) + "\n" for c in items), nl=False)
+        return
+    rows = []
+    for c in items:
+        row = views.ps_row(c)
+        if no_trunc:
+            row["ID"] = c.id
+        else:
+            cmd = row["Command"]
+            row["Command"] = cmd if len(cmd) <= 20 else cmd[:19] + "…"
+        row["Command"] = json.dumps(row["Command"], ensure_ascii=False)
+        rows.append(row)
+    default = PS_DEFAULT + ("\t{{.Size}}" if size else "")
+    click.echo(_format.format_items(rows, fmt, PS_HEADERS, default), nl=False)
+
+
+@click.command(context_settings=CTX)
+@click.option("-f", "--format", "fmt", default=None, help="Format output (Go template).")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@click.option("--type", "kind", default="", help="Only container, image or volume.")
+@click.argument("names", nargs=-1, required=True)
+def inspect(fmt, size, kind, names):
+    """Return low-level information on containers, images or volumes."""
+    from ketch.cli import _format
+    from ketch.errors import NotFound
+    docs, rc = [], 0
+    for name in names:
+        try:
+            docs.append(_inspect_one(name, kind))
+        except NotFound:
+            click.echo(f"ketch: Error: No such object: {name}", err=True)
+            rc = 1
+    if fmt:
+        for d in docs:
+            click.echo(_format.render(fmt, d))
+    else:
+        click.echo(json.dumps(docs, indent=4))
+    if rc:
+        raise SystemExit(rc)
+
+
+def _inspect_one(name: str, kind: str) -> dict:
+    from ketch.engine import containers as store
+    from ketch.engine import views
+    from ketch.errors import NotFound
+    if kind in ("", "container"):
+        try:
+            conn = _conn()
+            c = store.lookup(conn, name)
+            settings = None
+            if c.options.network not in ("none", "host"):
+                try:
+                    from ketch.engine import networks
+                    settings = networks.settings(conn, c.id)
+                except Exception:  # noqa: BLE001 - networking may be absent
+                    settings = None
+            return views.inspect(c, settings)
+        except NotFound:
+            if kind:
+                raise
+    if kind in ("", "image"):
+        try:
+            from ketch.cli import image as image_cli
+            if hasattr(image_cli, "inspect_document"):
+                return image_cli.inspect_document(name)
+        except (ImportError, NotFound):
+            if kind:
+                raise NotFound(name) from None
+    if kind in ("", "volume"):
+        from ketch.engine import volumes
+        return volumes.get(volumes.connect(), name)
+    raise NotFound(name)
+
+
+_MORE = ("attach", "commit", "container", "cp", "diff", "exec_", "export", "logs", "pause",
+         "port", "rename", "stats", "top", "unpause", "update")
+
+
+def __getattr__(name: str):
+    """The other container commands, loaded only when one of them is invoked."""
+    if name in _MORE:
+        from ketch.cli import container_more
+        return getattr(container_more, name)
+    raise AttributeError(name)

@@ -1,0 +1,69 @@
+"""Copying a terminal's stdio to and from a container's attach socket.
+
+conmon's attach socket is SOCK_SEQPACKET: each message it sends starts
+with one byte naming the stream (2 stdout, 3 stderr); what we send is
+written to the container's stdin. Closing our write side ends the
+container's stdin, which is how `echo hi | ketch run -i ... cat` finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import sys
+
+STDOUT, STDERR = 2, 3
+
+
+@contextlib.contextmanager
+def raw_terminal(fd: int, enabled: bool):
+    if not enabled or not os.isatty(fd):
+        yield
+        return
+    import termios
+    import tty
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def pump(sock: socket.socket, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x11",
+         on_resize=None) -> None:
+    """Copy until the container closes its output (it exited) or detach keys are typed."""
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    fds = [sock.fileno()]
+    in_fd = sys.stdin.fileno() if stdin else -1
+    if stdin:
+        fds.append(in_fd)
+    if tty and on_resize and os.isatty(1):
+        with contextlib.suppress(OSError):
+            size = os.get_terminal_size(1)
+            on_resize(size.lines, size.columns)
+    pending = b""
+    with raw_terminal(in_fd, stdin and tty):
+        while True:
+            ready, _, _ = select.select(fds, [], [])
+            if sock.fileno() in ready:
+                msg = sock.recv(65536)
+                if not msg:
+                    break
+                stream = out if msg[0] != STDERR or tty else err
+                stream.write(msg[1:])
+                stream.flush()
+            if in_fd in ready:
+                data = os.read(in_fd, 8192)
+                if not data:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
+                    fds.remove(in_fd)
+                    continue
+                if tty:
+                    pending = (pending + data)[-len(detach_keys):]
+                    if pending == detach_keys:
+                        return
+                sock.sendall(data)

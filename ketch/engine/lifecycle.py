@@ -1,0 +1,360 @@
+"""Container lifecycle: create, start, stop, kill, remove, cleanup after exit, restart.
+
+Every step that makes something (a row, a snapshot, a mount, a monitor, a
+runtime container) is registered on an ExitStack so a failure halfway undoes
+it all: bad input leaves no row, mount, cgroup or process behind. Per
+container, an flock serialises start/cleanup/remove between the CLI, the
+monitor's exit command and a restarting back-off sleeper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+from ketch import paths
+from ketch.engine import containers, monitor, ocicli, rootfs, spec
+from ketch.engine.containers import Container
+from ketch.engine.options import CreateOptions
+from ketch.errors import Conflict, KetchError, NotFound
+
+
+def bundle_dir(cid: str) -> Path:
+    return paths.root() / "containers" / cid
+
+
+@contextlib.contextmanager
+def locked(cid: str):
+    d = paths.runroot() / "locks"
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / cid, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def create(conn: sqlite3.Connection, opts: CreateOptions) -> Container:
+    """Record the container and prepare its rootfs snapshot (nothing runs yet)."""
+    from ketch.engine import images, networks, volumes
+
+    networks.mode(opts.network)  # validate the --network value before anything exists
+    image = images.resolve(conn, opts.image)
+    img = spec.image_section(image.config)
+    spec.process_args(opts, img)   # "no command specified" before anything is made
+    if opts.name:
+        containers.check_name(opts.name)
+    for m in opts.mounts:
+        if m.type == "volume" and not m.source:
+            m.source = os.urandom(32).hex()  # anonymous volume, named now
+    cid = containers.new_id()
+    with contextlib.ExitStack() as undo:
+        name = opts.name.lstrip("/") or containers.random_name(conn)
+        containers.insert(conn, cid, name, opts.image, image.id, opts, image.config)
+        undo.callback(containers.delete, conn, cid)
+        bundle = bundle_dir(cid)
+        bundle.mkdir(parents=True)
+        undo.callback(shutil.rmtree, bundle, True)
+        mounts = images.prepare_rootfs(conn, image, cid)
+        undo.callback(images.remove_rootfs, conn, cid)
+        for m in opts.mounts:
+            if m.type == "volume":
+                volumes.create(conn, m.source, anonymous=len(m.source) == 64)
+        containers.update(conn, cid, rootfs=mounts)
+        undo.pop_all()
+    return containers.get(conn, cid)
+
+
+def _mounts(conn: sqlite3.Connection, c: Container) -> list[dict]:
+    """Runtime-spec mounts for -v/--mount/--tmpfs, plus /etc/hosts & co."""
+    from ketch.engine import volumes
+    out = []
+    b = bundle_dir(c.id)
+    for name in ("hostname", "hosts", "resolv.conf"):
+        out.append({"destination": f"/etc/{name}", "type": "bind", "source": str(b / name),
+                    "options": ["rbind", "rprivate"]})
+    for m in c.options.mounts:
+        if m.type == "tmpfs":
+            opts = ["nosuid", "nodev", "noexec", *m.options]
+            out.append({"destination": m.target, "type": "tmpfs", "source": "tmpfs",
+                        "options": opts + (["ro"] if m.readonly else [])})
+            continue
+        if m.type == "volume":
+            src = str(volumes.data_dir(m.source))
+        else:
+            src = m.source
+            if not os.path.exists(src):
+                os.makedirs(src, exist_ok=True)   # Docker's -v creates a missing host dir
+        prop = next((o for o in m.options if "shared" in o or "slave" in o or "private" in o),
+                    "rprivate")
+        out.append({"destination": m.target, "type": "bind", "source": src,
+                    "options": ["rbind", prop] + (["ro"] if m.readonly else [])})
+    return out
+
+
+def _etc_files(c: Container, hostname: str) -> None:
+    b = bundle_dir(c.id)
+    (b / "hostname").write_text(hostname + "\n")
+    hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+             f"127.0.1.1\t{hostname}\n")
+    (b / "hosts").write_text(hosts)
+    try:
+        resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        resolv = ""
+    (b / "resolv.conf").write_text(resolv)
+
+
+def _hostname(c: Container) -> str:
+    if c.options.hostname:
+        return c.options.hostname
+    if c.options.network == "host":
+        return os.uname().nodename
+    return c.id[:12]
+
+
+def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False):
+    """Mount, write config.json, let conmon create the container, network it, start it.
+
+    Returns the attach socket (connected before `start`, so no output is lost)
+    when `attach` is true, else None.
+    """
+    from ketch.engine import images, networks
+    with locked(c.id):
+        c = containers.get(conn, c.id)
+        if c is None:
+            raise NotFound("No such container")
+        if c.status in ("running", "paused"):
+            return monitor.attach_socket(c.id) if attach else None
+        opts = c.options
+        b = bundle_dir(c.id)
+        mode = networks.mode(opts.network)
+        with contextlib.ExitStack() as undo:
+            try:
+                mounts = images.rootfs_mounts(conn, c.id)
+            except (AttributeError, NotFound):
+                mounts = c.rootfs
+            rootfs.mount(mounts, str(b / "rootfs"))
+            undo.callback(rootfs.unmount, str(b / "rootfs"))
+            hostname = _hostname(c)
+            _etc_files(c, hostname)
+            config = spec.build(c.id, opts, c.image_config, str(b / "rootfs"),
+                                _mounts(conn, c), hostname)
+            spec.write(str(b), config)
+            log = None if opts.log_driver == "none" else str(b / "ctr.log")
+            undo.callback(_force_delete, c)
+            undo.callback(monitor.forget, c.id)
+            try:
+                pid, mon = monitor.launch(
+                    c.id, c.name, str(b), opts.runtime, tty=opts.tty, stdin=opts.interactive,
+                    log_path=log, log_max=_log_max(opts))
+            except KetchError as exc:
+                containers.update(conn, c.id, exit_code=exc.exit_code, error=str(exc))
+                raise
+            if mode.kind in ("bridge", "container"):
+                _attach_network(conn, c, mode, pid, hostname)
+                undo.callback(networks.detach, conn, c.id)
+            sock = monitor.attach_socket(c.id) if attach else None
+            if sock is not None:
+                undo.callback(sock.close)
+            ocicli.run(opts.runtime, "start", c.id)
+            containers.update(conn, c.id, status="running", pid=pid, monitor_pid=mon,
+                              monitor_start=containers.process_start(mon), exit_code=0,
+                              error="", oom_killed=0, started_at=time.time(),
+                              finished_at=0, manually_stopped=0)
+            undo.pop_all()
+        if opts.health and not opts.no_healthcheck or _image_health(c):
+            _spawn_health(c.id)
+        return sock
+
+
+def _image_health(c: Container) -> bool:
+    test = (spec.image_section(c.image_config).get("Healthcheck") or {}).get("Test")
+    return bool(test) and test[0] != "NONE" and not c.options.no_healthcheck
+
+
+def _spawn_health(cid: str) -> None:
+    import subprocess
+    subprocess.Popen([monitor.ketch_binary(), "container", "healthcheck-loop", cid],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _log_max(opts: CreateOptions) -> int:
+    from ketch.engine.options import parse_bytes
+    size = opts.log_opts.get("max-size")
+    return parse_bytes(size, "--log-opt max-size") if size else 0
+
+
+def _attach_network(conn, c: Container, mode, pid: int, hostname: str) -> None:
+    try:
+        from ketch.network import sandbox  # noqa: F401
+    except ImportError:
+        raise KetchError("bridge networks are not available yet; use --network none or "
+                         "--network host") from None
+    from ketch.engine import networks
+    b = bundle_dir(c.id)
+    networks.attach(conn, c.id, c.options.network or "bridge", f"/proc/{pid}/ns/net",
+                    {"name": c.name, "hostname": hostname, "hosts_path": str(b / "hosts"),
+                     "resolv_conf_path": str(b / "resolv.conf"),
+                     "hostname_path": str(b / "hostname")})
+
+
+def _force_delete(c: Container) -> None:
+    ocicli.run(c.options.runtime, "delete", "--force", c.id, check=False)
+
+
+def wait_exit(c: Container, timeout: float | None = None) -> bool:
+    """Block until the container's monitor has recorded an exit (or timeout)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pidfd = -1
+    try:
+        pidfd = os.pidfd_open(c.monitor_pid) if c.monitor_pid and \
+            containers.process_start(c.monitor_pid) == c.monitor_start else -1
+    except OSError:
+        pidfd = -1
+    import select
+    while monitor.read_exit_code(c.id) is None:
+        if pidfd < 0 and not containers.monitor_alive(c):
+            break
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            if pidfd >= 0:
+                os.close(pidfd)
+            return False
+        if pidfd >= 0:
+            select.select([pidfd], [], [], min(left or 0.05, 0.05))
+        else:
+            time.sleep(0.02)
+    if pidfd >= 0:
+        os.close(pidfd)
+    return True
+
+
+def _oom_killed(c: Container) -> bool:
+    if monitor.oom_noted(c.id):
+        return True
+    rel = f"{paths.cgroup_parent()}/{c.id}"
+    for f, key in ((f"/sys/fs/cgroup/memory/{rel}/memory.oom_control", "oom_kill"),
+                   (f"/sys/fs/cgroup/{rel}/memory.events", "oom_kill"),
+                   (f"/sys/fs/cgroup/unified/{rel}/memory.events", "oom_kill")):
+        try:
+            for line in Path(f).read_text().splitlines():
+                k, _, v = line.partition(" ")
+                if k == key and int(v) > 0:
+                    return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def cleanup(conn: sqlite3.Connection, cid: str, *, foreground: bool = False) -> int | None:
+    """After the container's process exited: record it, tear down, apply --rm/restart.
+
+    Idempotent. Returns the exit code, or None if the container is gone.
+    """
+    from ketch.engine import networks, restart
+    with locked(cid):
+        c = containers.get(conn, cid)
+        if c is None:
+            return None
+        if c.status not in ("running", "paused") and not c.pid:
+            return c.exit_code
+        wait_exit(c, timeout=10)
+        code = monitor.read_exit_code(cid)
+        code = 255 if code is None else code
+        oom = _oom_killed(c)
+        _force_delete(c)
+        if c.options.network not in ("none", "host"):
+            with contextlib.suppress(Exception):
+                networks.detach(conn, cid)
+        rootfs.unmount(str(bundle_dir(cid) / "rootfs"))
+        monitor.forget(cid)
+        now = time.time()
+        containers.update(conn, cid, status="exited", exit_code=code, oom_killed=int(oom),
+                          finished_at=now, pid=0, monitor_pid=0)
+        c = containers.get(conn, cid)
+    if c.options.auto_remove:
+        remove(conn, c, force=True)
+        return code
+    restart.after_exit(conn, c, foreground=foreground)
+    return code
+
+
+def stop(conn: sqlite3.Connection, c: Container, timeout: int | None = None) -> None:
+    """SIGTERM (or --stop-signal), wait --stop-timeout (10s), then SIGKILL."""
+    containers.update(conn, c.id, manually_stopped=1)
+    if c.status == "restarting":
+        containers.update(conn, c.id, status="exited")
+        return
+    if not c.running:
+        return
+    if timeout is None:
+        timeout = c.options.stop_timeout if c.options.stop_timeout is not None else 10
+    sig = c.options.stop_signal or _image_stop_signal(c) or "SIGTERM"
+    if c.status == "paused":
+        ocicli.run(c.options.runtime, "resume", c.id, check=False)
+    ocicli.run(c.options.runtime, "kill", c.id, sig.removeprefix("SIG"), check=False)
+    if not wait_exit(c, timeout=timeout):
+        ocicli.run(c.options.runtime, "kill", c.id, "KILL", check=False)
+        wait_exit(c, timeout=30)
+    cleanup(conn, c.id)
+
+
+def _image_stop_signal(c: Container) -> str:
+    return spec.image_section(c.image_config).get("StopSignal") or ""
+
+
+def kill(conn: sqlite3.Connection, c: Container, sig: str = "KILL") -> None:
+    if not c.running:
+        raise Conflict(f"Cannot kill container: {c.id}: container {c.id} is not running")
+    name = sig.upper().removeprefix("SIG")
+    if not name.isdigit() and not hasattr(signal, "SIG" + name):
+        from ketch.errors import InvalidArgument
+        raise InvalidArgument(f"Invalid signal: {sig}")
+    ocicli.run(c.options.runtime, "kill", c.id, name)
+
+
+def remove(conn: sqlite3.Connection, c: Container, *, force: bool = False,
+           volumes_too: bool = False) -> None:
+    from ketch.engine import images, volumes
+    if c.running:
+        if not force:
+            raise Conflict(f"You cannot remove a running container {c.id}. Stop the container "
+                           "before attempting removal or force remove")
+        containers.update(conn, c.id, manually_stopped=1)
+        ocicli.run(c.options.runtime, "kill", c.id, "KILL", check=False)
+        wait_exit(c, timeout=30)
+        cleanup(conn, c.id)
+        if containers.get(conn, c.id) is None:
+            return
+    with locked(c.id):
+        if containers.get(conn, c.id) is None:
+            return
+        containers.update(conn, c.id, status="removing")
+        _force_delete(c)
+        rootfs.unmount(str(bundle_dir(c.id) / "rootfs"))
+        images.remove_rootfs(conn, c.id)
+        shutil.rmtree(bundle_dir(c.id), ignore_errors=True)
+        monitor.forget(c.id)
+        containers.delete(conn, c.id)
+    if volumes_too:
+        for m in c.options.mounts:
+            if m.type == "volume" and len(m.source) == 64:
+                with contextlib.suppress(KetchError):
+                    volumes.remove(conn, m.source)
+    (paths.runroot() / "locks" / c.id).unlink(missing_ok=True)
+
+
+def cleanup_stale(conn: sqlite3.Connection, c: Container) -> None:
+    """Leftovers of a container whose host went away (runtime state, mount, files)."""
+    _force_delete(c)
+    rootfs.unmount(str(bundle_dir(c.id) / "rootfs"))
+    monitor.forget(c.id, keep_exit=False)
