@@ -159,3 +159,31 @@ def import_(conn: sqlite3.Connection, stream, source: str, name: str | None = No
 
     return importer.import_tar(store(conn), stream, source, name, list(changes), message,
                                platform)
+
+
+def rootfs_diff(conn: sqlite3.Connection, container_id: str) -> list[dict]:
+    """`docker diff`: [{"Kind": 0 modified | 1 added | 2 deleted, "Path": "/x"}]."""
+    from ketch.image import changes
+
+    return [{"Kind": k, "Path": p} for k, p in changes.changes(store(conn), container_id)]
+
+
+def commit(conn: sqlite3.Connection, container_id: str, image: ImageRecord,
+           name: str | None = None, config: dict | None = None, changes: list[str] = (),
+           message: str = "", author: str = "") -> ImageRecord:
+    """`docker commit`: `image` (the container's) + the container's changes as a layer.
+
+    `config` is the inner image config to record (the container's Cmd, Env ...);
+    default: the image's. `changes` are Dockerfile-style --change lines."""
+    from ketch.image import changes as ch
+
+    inner = config if config is not None else (image.config.get("config") or {})
+    return ch.commit(store(conn), container_id, image, name, inner, list(changes), message,
+                     author)
+
+
+def export_rootfs(conn: sqlite3.Connection, container_id: str, out) -> None:
+    """`docker export`: the container's merged filesystem as a tar, to a binary stream."""
+    from ketch.image import changes
+
+    changes.export(store(conn), container_id, out)
