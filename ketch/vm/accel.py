@@ -26,10 +26,20 @@ _version_cache: str | None = None
 
 
 def qemu_version() -> str:
+    """QEMU's version line, cached next to the verdicts by binary size and mtime
+    (running `qemu --version` costs tens of milliseconds on every start)."""
     global _version_cache
     if _version_cache is None:
-        out = subprocess.run([qemu.qemu_binary(), "--version"], capture_output=True, text=True)
-        _version_cache = (out.stdout.splitlines() or ["unknown"])[0]
+        binary = qemu.qemu_binary()
+        st = os.stat(binary)
+        stamp = f"{binary}:{st.st_size}:{int(st.st_mtime)}"
+        known = _load().get("qemu", {})
+        if known.get("stamp") == stamp:
+            _version_cache = known["version"]
+        else:
+            out = subprocess.run([binary, "--version"], capture_output=True, text=True)
+            _version_cache = (out.stdout.splitlines() or ["unknown"])[0]
+            _store("qemu", {"stamp": stamp, "version": _version_cache})
     return _version_cache
 
 

@@ -25,7 +25,15 @@ from ketch.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArg
 from ketch.vm import accel, initramfs, qemu, rootfs, spec
 from ketch.vm import kernel as kernel_mod
 
-BOOT_DEADLINE = {"kvm": 10.0, "tcg": 60.0}
+BOOT_DEADLINE = {"kvm": 10.0, "tcg": 60.0}   # seconds; KETCH_VM_BOOT_DEADLINE overrides
+
+
+def boot_deadline(accel_name: str) -> float:
+    value = os.environ.get("KETCH_VM_BOOT_DEADLINE")
+    try:
+        return float(value) if value else BOOT_DEADLINE[accel_name]
+    except ValueError:
+        raise InvalidArgument(f"KETCH_VM_BOOT_DEADLINE {value!r}: not a number") from None
 
 
 def default_root() -> Path:
@@ -104,7 +112,7 @@ def _launch(d: Path, cid: str, kernel, plan: spec.Plan, stdio) -> subprocess.Pop
     launch = {"vmlinux": str(kernel.vmlinux), "initrd": str(initrd), "accel": accel_name,
               "cpus": plan.cpus, "memory_mib": plan.memory_mib, "root_image": str(image),
               "shares": [(str(s), dest, ro) for s, dest, ro in plan.shares],
-              "hostfwd": plan.hostfwd, "deadline": BOOT_DEADLINE[accel_name],
+              "hostfwd": plan.hostfwd, "deadline": boot_deadline(accel_name),
               "process": plan.process.__dict__}
     (d / "launch.json").write_text(json.dumps(launch))
     r, w = os.pipe()

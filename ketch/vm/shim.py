@@ -69,7 +69,7 @@ class Shim:
             got = self.reader.read()
         except TimeoutError:
             raise FailedPrecondition(self._boot_error(
-                f"guest did not boot within {self.launch['deadline']:.0f}s")) from None
+                f"guest did not boot within {self.launch['deadline']:g}s")) from None
         host.settimeout(None)
         if got is None:
             raise FailedPrecondition(self._boot_error("QEMU exited during boot"))

@@ -1,0 +1,128 @@
+"""ketch-runv against real QEMU micro-VMs (TCG here): two boots cover the
+lifecycle, exec, exit codes, streams and the bundle mapping; bad input is
+checked without booting, or with a boot cut short by its deadline."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from tests.integration.vm.conftest import make_bundle, vm_processes
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_vm_lifecycle_exec_and_exit_codes(runv, tmp_path: Path):
+    bundle = make_bundle(tmp_path, ["sh", "-c", "echo started; echo to-stderr >&2; exec sleep 1000"])
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "wb") as fo, open(err, "wb") as fe:
+        created = runv("create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "pid"),
+                       "vm1", stdout=fo, stderr=fe, capture_output=False)
+    assert created.returncode == 0, err.read_text()
+    try:
+        state = json.loads(runv("state", "vm1").stdout)
+        assert state["status"] == "created"
+        assert state["pid"] == int((tmp_path / "pid").read_text())
+        assert os.path.exists(f"/proc/{state['pid']}")
+        assert runv("start", "vm1").returncode == 0
+        assert json.loads(runv("state", "vm1").stdout)["status"] == "running"
+        assert _wait_for(lambda: out.read_bytes() == b"started\n" and err.read_bytes() == b"to-stderr\n")
+
+        r = runv("exec", "vm1", "sh", "-c", "echo o; echo e >&2; exit 7")
+        assert (r.returncode, r.stdout, r.stderr) == (7, b"o\n", b"e\n")
+        r = runv("exec", "vm1", "nosuchcommand")
+        assert r.returncode == 127
+        assert b'"nosuchcommand": executable file not found' in r.stderr
+        r = runv("exec", "vm1", "/etc/passwd")
+        assert r.returncode == 126
+        assert runv("exec", "vm1", "sh", "-c", "kill -9 $$").returncode == 137
+        r = runv("exec", "vm1", "cat", input=b"through stdin\n")
+        assert (r.returncode, r.stdout) == (0, b"through stdin\n")
+        r = runv("exec", "-e", "FOO=bar", "--cwd", "/tmp/new", "-u", "1000:1001", "vm1",
+                 "sh", "-c", "echo $FOO $(pwd) $(id -u):$(id -g) $(hostname)")
+        assert r.stdout == b"bar /tmp/new 1000:1001 vmtest\n", r.stderr
+        # Every byte arrives before the exit code, however much there is.
+        r = runv("exec", "vm1", "sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' a; exit 5")
+        assert r.returncode == 5
+        assert len(r.stdout) == 3000000 and set(r.stdout) == {ord("a")}
+
+        assert runv("kill", "vm1", "KILL").returncode == 0
+        assert _wait_for(lambda: json.loads(runv("state", "vm1").stdout)["status"] == "stopped")
+        assert json.loads(runv("state", "vm1").stdout)["exitCode"] == 137
+        assert runv("exec", "vm1", "true").returncode != 0
+    finally:
+        runv("delete", "--force", "vm1")
+    assert not (runv.root / "vm1").exists()
+    assert vm_processes(str(tmp_path)) == []
+
+
+def test_vm_run_maps_the_bundle(runv, tmp_path: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("from the host\n")
+    extra = tmp_path / "extra.conf"
+    extra.write_text("a bound file\n")
+    script = ("cat /data/in.txt; echo from the guest > /data/out.txt; cat /etc/extra.conf; "
+              "touch /newfile 2>/dev/null && echo root-rw || echo root-ro; "
+              "echo $(nproc) $(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2); "
+              "echo bye >&2; exit 3")
+    bundle = make_bundle(
+        tmp_path, ["sh", "-c", script],
+        root={"path": "rootfs", "readonly": True},
+        mounts=[{"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind", "rw"]},
+                {"destination": "/etc/extra.conf", "type": "bind", "source": str(extra),
+                 "options": ["rbind", "ro"]},
+                {"destination": "/proc", "type": "proc", "source": "proc"}],
+        linux={"resources": {"memory": {"limit": 256 << 20},
+                             "cpu": {"quota": 150000, "period": 100000}}})
+    r = runv("run", "--bundle", str(bundle), "vm2")
+    assert r.returncode == 3, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert lines[:3] == ["from the host", "a bound file", "root-ro"]
+    cpus, mem_kib = (int(x) for x in lines[3].split())
+    assert cpus == min(2, os.cpu_count())
+    assert 256 * 1024 < mem_kib <= (256 + 64) * 1024
+    assert r.stderr == b"bye\n"
+    assert (data / "out.txt").read_text() == "from the guest\n"
+    assert not (runv.root / "vm2").exists()
+
+
+def test_vm_bad_input_fails_before_boot(runv, tmp_path: Path):
+    bundle = make_bundle(tmp_path, ["true"], mounts=[
+        {"destination": "/data", "type": "bind", "source": str(tmp_path / "missing"), "options": ["rbind"]}])
+    r = runv("run", "--bundle", str(bundle), "bad1")
+    assert r.returncode == 1
+    assert r.stderr.decode().strip() == \
+        f"ketch-runv: volume source '{tmp_path / 'missing'}': no such file or directory"
+    assert not (runv.root / "bad1").exists()
+
+    good = tmp_path / "good"
+    good.mkdir()
+    bundle = make_bundle(good, ["true"])
+    r = runv("run", "--bundle", str(bundle), "bad2", env={**os.environ, "KETCH_VM_CACHE": str(tmp_path / "empty")})
+    assert r.returncode == 1
+    assert b"run `ketch vm kernel --install`" in r.stderr and r.stderr.count(b"\n") == 1
+    r = runv("run", "--bundle", str(bundle), "bad3", env={**os.environ, "PATH": "/nonexistent"})
+    assert r.returncode == 1
+    assert b"qemu-system-x86_64 not found" in r.stderr and r.stderr.count(b"\n") == 1
+    assert not (runv.root / "bad3").exists()
+
+
+def test_vm_boot_deadline_reports_console_and_kills_qemu(runv, tmp_path: Path):
+    bundle = make_bundle(tmp_path, ["true"])
+    r = runv("run", "--bundle", str(bundle), "slow", env={**os.environ, "KETCH_VM_BOOT_DEADLINE": "0.3"})
+    assert r.returncode == 1
+    msg = r.stderr.decode()
+    assert msg.startswith("ketch-runv: micro-VM boot failed: guest did not boot within 0.3s")
+    assert msg.count("\n") == 1
+    assert not (runv.root / "slow").exists()
+    assert vm_processes(str(tmp_path)) == []
