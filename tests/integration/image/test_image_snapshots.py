@@ -31,7 +31,7 @@ def test_containers_share_layers_and_keep_their_own_changes(busybox, tmp_path, m
     monkeypatch.setenv("KETCH_SNAPSHOTTER", snapshotter)
     from ketch.engine import db
 
-    c = db.cect()
+    c = db.connect()
     if snapshotter == "copy":
         ketch("rmi", "busybox")
         ketch("bootstrap", "busybox", "-q")
