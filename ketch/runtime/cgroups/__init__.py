@@ -154,6 +154,7 @@ class CgroupManager:
 
     @staticmethod
     def validate(resources: dict | None) -> None:
+        """Check linux.resources against the running host (at create, before anything exists)."""
         from ketch.runtime.cgroups.validate import validate
 
         validate(resources)
@@ -161,7 +162,9 @@ class CgroupManager:
     def set(self, resources: dict | None) -> None:
         if not resources:
             return
-        self.validate(resources)
+        from ketch.runtime.cgroups.validate import validate
+
+        validate(resources, Layout(self.mode, self.mounts))
         if self.mode == "v2":
             from ketch.runtime.cgroups import v2
 

@@ -12,7 +12,7 @@ import re
 
 from ketch.errors import FailedPrecondition, InvalidArgument
 from ketch.runtime.cgroups import devices
-from ketch.runtime.cgroups.layout import detect
+from ketch.runtime.cgroups.layout import Layout, detect
 
 F = "linux.resources"
 _CPUSET = re.compile(r"^\s*(\d+(-\d+)?)(\s*,\s*\d+(-\d+)?)*\s*$")
@@ -39,8 +39,7 @@ def _obj(r: dict, key: str) -> dict:
     return v
 
 
-def _need(ctrl: str, field: str) -> None:
-    layout = detect()
+def _need(layout: Layout, ctrl: str, field: str) -> None:
     if layout.mode == "v2":
         ok = ctrl in layout.v2_controllers() or ctrl in ("devices", "freezer")
     else:
@@ -49,9 +48,11 @@ def _need(ctrl: str, field: str) -> None:
         raise FailedPrecondition(f"{field}: the {ctrl} cgroup controller is not available on this host")
 
 
-def validate(resources: dict | None) -> None:
+def validate(resources: dict | None, layout: Layout | None = None) -> None:
+    """Raise InvalidArgument (bad value) or FailedPrecondition (host lacks it)."""
     if resources is None:
         return
+    layout = layout or detect()
     if not isinstance(resources, dict):
         raise InvalidArgument(f"{F}: must be an object")
     m = _obj(resources, "memory")
@@ -72,28 +73,28 @@ def validate(resources: dict | None) -> None:
         if v and (not isinstance(v, str) or not _CPUSET.match(v)):
             raise InvalidArgument(f"{F}.cpu.{key}: {v!r} is not a list like 0-3,5")
     if c.get("cpus") or c.get("mems"):
-        _need("cpuset", f"{F}.cpu")
+        _need(layout, "cpuset", f"{F}.cpu")
     p = _obj(resources, "pids")
     _int(p, "limit", f"{F}.pids")
     b = _obj(resources, "blockIO")
     _int(b, "weight", f"{F}.blockIO", lo=0, hi=1000)
     _int(b, "leafWeight", f"{F}.blockIO", lo=0, hi=1000)
     if any(b.get(k) for k in b):
-        _need("blkio" if detect().mode != "v2" else "io", f"{F}.blockIO")
+        _need(layout, "blkio" if layout.mode != "v2" else "io", f"{F}.blockIO")
     for i, h in enumerate(resources.get("hugepageLimits") or []):
         if not isinstance(h, dict) or not _PAGESIZE.match(str(h.get("pageSize", ""))):
             raise InvalidArgument(f"{F}.hugepageLimits[{i}].pageSize: must look like 2MB")
         _int(h, "limit", f"{F}.hugepageLimits[{i}]", lo=0)
-        _need("hugetlb", f"{F}.hugepageLimits[{i}]")
+        _need(layout, "hugetlb", f"{F}.hugepageLimits[{i}]")
     n = _obj(resources, "network")
     if n.get("classID") is not None:
         _int(n, "classID", f"{F}.network", lo=0)
-        _need("net_cls", f"{F}.network.classID")
+        _need(layout, "net_cls", f"{F}.network.classID")
     if n.get("priorities"):
-        _need("net_prio", f"{F}.network.priorities")
+        _need(layout, "net_prio", f"{F}.network.priorities")
     if resources.get("devices") is not None:
         devices.parse(resources["devices"])
-    if resources.get("rdma") and detect().mode != "v2":
+    if resources.get("rdma") and layout.mode != "v2":
         raise FailedPrecondition(f"{F}.rdma: the rdma cgroup controller is not supported by ketch-runc on v1")
     u = resources.get("unified")
     if u is not None and not isinstance(u, dict):

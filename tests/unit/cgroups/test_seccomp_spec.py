@@ -1,0 +1,107 @@
+"""linux.seccomp: validation errors, the filter libseccomp builds, and the default profile."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ketch.errors import FailedPrecondition, InvalidArgument
+from ketch.runtime import seccomp
+
+GOOD = {
+    "defaultAction": "SCMP_ACT_ALLOW",
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+    "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+    "syscalls": [
+        {"names": ["getcwd", "no_such_syscall_xyz"], "action": "SCMP_ACT_ERRNO", "errnoRet": 95},
+        {"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["mkdirat"], "action": "SCMP_ACT_ALLOW"},  # same as default: skipped
+    ],
+}
+
+
+def _bad(path: list, value, match: str, exc=InvalidArgument):
+    spec = copy.deepcopy(GOOD)
+    obj = spec
+    for key in path[:-1]:
+        obj = obj[key]
+    obj[path[-1]] = value
+    with pytest.raises(exc, match=match):
+        seccomp.validate(spec)
+
+
+def test_valid_spec_passes():
+    seccomp.validate(GOOD)
+    seccomp.validate(None)
+
+
+def test_each_bad_field_is_named():
+    _bad(["defaultAction"], "SCMP_ACT_NOPE", r"defaultAction: unknown seccomp action")
+    _bad(["architectures", 1], "SCMP_ARCH_Z80", r"architectures\[1\]: unknown architecture")
+    _bad(["flags", 0], "SECCOMP_FILTER_FLAG_FAST", r"flags\[0\]: unknown seccomp flag")
+    _bad(["syscalls", 0, "action"], "SCMP_ACT_MAYBE", r"syscalls\[0\].action")
+    _bad(["syscalls", 1, "args", 0, "op"], "SCMP_CMP_ROUGHLY", r"syscalls\[1\].args\[0\].op")
+    _bad(["syscalls", 1, "args", 0, "index"], 6, r"args\[0\].index: must be 0..5")
+    _bad(["syscalls", 1, "args", 0, "value"], -1, r"args\[0\].value")
+    _bad(["syscalls", 0, "names"], [], r"syscalls\[0\].names")
+    _bad(["syscalls", 2, "errnoRet"], 1, r"errnoRet: only valid with SCMP_ACT_ERRNO")
+    _bad(["defaultAction"], "SCMP_ACT_NOTIFY", "SCMP_ACT_NOTIFY is not supported", FailedPrecondition)
+
+
+def _pfc(spec: dict, tmp_path) -> str:
+    out = tmp_path / "filter.pfc"
+    with open(out, "w") as f:
+        seccomp.compile(spec).export_pfc(f)
+    return out.read_text()
+
+
+def test_compiled_filter_has_the_rules(tmp_path):
+    text = _pfc(GOOD, tmp_path)
+    assert "getcwd" in text and "ERRNO(95)" in text
+    assert "personality" in text
+    assert "mkdirat" not in text              # rule equal to the default action is dropped
+    assert "no_such_syscall_xyz" not in text  # unknown names are ignored, as runc does
+    assert f"arch x86 ({0x40000003})" in text  # the extra 32-bit x86 architecture
+
+
+def test_same_index_twice_becomes_alternatives(tmp_path):
+    spec = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "args": [
+            {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}, {"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}]}]}
+    text = _pfc(spec, tmp_path)
+    assert text.count("ERRNO(1)") == 2  # default errno EPERM, one rule per comparison
+
+
+def test_default_profile_blocks_dangerous_syscalls():
+    prof = seccomp.default_profile()
+    seccomp.validate(prof)
+    assert prof["defaultAction"] == "SCMP_ACT_ERRNO" and prof["defaultErrnoRet"] == 1
+    allowed = {n for r in prof["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" and not r.get("args")
+               for n in r["names"]}
+    for name in ("read", "write", "execve", "openat", "socket", "getcwd"):
+        assert name in allowed
+    for name in ("mount", "umount2", "kexec_load", "init_module", "finit_module", "delete_module",
+                 "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "ptrace",
+                 "clock_settime", "settimeofday", "adjtimex", "clock_adjtime", "swapon",
+                 "swapoff", "reboot", "setns", "unshare", "clone", "personality"):
+        assert name not in allowed, name
+    conditional = {r["names"][0]: r for r in prof["syscalls"] if r.get("args")}
+    assert conditional["unshare"]["args"][0]["value"] == 0x10000000  # no new user namespace
+    assert conditional["clone"]["args"][0]["op"] == "SCMP_CMP_MASKED_EQ"
+    clone3 = [r for r in prof["syscalls"] if r["names"] == ["clone3"]][0]
+    assert clone3["errnoRet"] == 38  # ENOSYS: libc falls back to clone, whose flags are checked
+
+
+def test_default_profile_follows_capabilities():
+    prof = seccomp.default_profile(["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"])
+    allowed = {n for r in prof["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" and not r.get("args")
+               for n in r["names"]}
+    assert {"mount", "umount2", "setns", "unshare", "clone", "ptrace"} <= allowed
+    assert "keyctl" not in allowed and "reboot" not in allowed
+
+
+def test_default_profile_compiles(tmp_path):
+    text = _pfc(seccomp.default_profile(), tmp_path)
+    assert "action ERRNO(1)" in text or "ERRNO(1)" in text
