@@ -12,7 +12,7 @@ APT_PACKAGES=(
     python3 python3-venv python3-dev gcc make git ca-certificates
     busybox-static libseccomp2 iproute2 nftables e2fsprogs util-linux
     mmdebstrap debootstrap
-    qemu-system-x86 qemu-utils erofs-utils
+    qemu-system-x86 qemu-utils erofs-utils libc6-dev
     docker-registry apache2-utils skopeo umoci
     runc conmon golang-go
     docker.io podman
@@ -45,4 +45,12 @@ if [ ! -f .stamp-venv ] || [ pyproject.toml -nt .stamp-venv ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null
     .venv/bin/pip install -q -e '.[dev]'
     touch .stamp-venv
+fi
+
+# vm-kernel: the guest kernel micro-VMs boot (Debian's cloud kernel, fetched
+# with apt-get download into the shared cache, KETCH_VM_CACHE or
+# /var/cache/ketch/vm). Skipped when already there.
+if ! .venv/bin/ketch vm kernel >/dev/null 2>&1; then
+    echo "setup: installing the micro-VM guest kernel"
+    .venv/bin/ketch vm kernel --install >/dev/null
 fi
