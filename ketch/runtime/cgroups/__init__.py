@@ -110,10 +110,16 @@ class CgroupManager:
             parent = child
 
     def _enable_controllers(self, mount: str) -> None:
-        """v2: a controller is usable in a dir only if every ancestor delegates it."""
-        wanted = set(fs.read(mount, "cgroup.controllers").split())
-        parent = mount
-        for part in self.path.split("/"):
+        """v2: delegate to the container what the root delegates to its children.
+
+        A controller is usable in a dir only if every ancestor lists it in
+        cgroup.subtree_control. The root's list belongs to the host and is
+        taken as given (never written); below it, each dir on our path gets
+        the same list.
+        """
+        wanted = set(fs.read(mount, "cgroup.subtree_control").split())
+        parent = os.path.join(mount, self.path.split("/")[0])
+        for part in self.path.split("/")[1:]:
             enabled = set(fs.read(parent, "cgroup.subtree_control").split())
             for ctrl in sorted(wanted - enabled):
                 try:
@@ -138,9 +144,10 @@ class CgroupManager:
 
     def destroy(self) -> None:
         leaves = set(self._dirs())
+        deadline = time.monotonic() + 2
         for d in sorted(self.created, key=lambda p: p.count("/"), reverse=True):
             if d in leaves:
-                _remove_tree(d)
+                _remove_tree(d, deadline)
             else:
                 try:
                     os.rmdir(d)   # an intermediate dir: only if nobody else uses it
@@ -232,11 +239,15 @@ class CgroupManager:
         return cls(d["mode"], d["path"], d["paths"], d.get("created"), d.get("mounts"))
 
 
-def _remove_tree(top: str) -> None:
-    """rmdir a cgroup and its children, deepest first; retry while EBUSY (tasks exiting)."""
+def _remove_tree(top: str, deadline: float) -> None:
+    """rmdir a cgroup and its children, deepest first.
+
+    The kernel answers EBUSY for a moment after the last task exits; that is
+    retried until `deadline`. A cgroup that still lists processes is not
+    waited for: killing them is the caller's job.
+    """
     for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda t: t[0].count("/"), reverse=True):
-        delay = 0.005
-        deadline = time.monotonic() + 2
+        delay = 0.002
         while True:
             try:
                 os.rmdir(dirpath)
@@ -244,7 +255,8 @@ def _remove_tree(top: str) -> None:
             except FileNotFoundError:
                 break
             except OSError as exc:
-                if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() > deadline:
+                if (exc.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() > deadline
+                        or fs.procs(dirpath)):
                     break
                 time.sleep(delay)
-                delay = min(delay * 2, 0.1)
+                delay = min(delay * 2, 0.05)

@@ -67,11 +67,14 @@ def test_conversions_match_runc():
 
 
 def test_v2_apply_and_enable_controllers(v2tree):
+    with open(os.path.join(v2tree.layout.mounts["unified"], "cgroup.subtree_control"), "w") as f:
+        f.write("cpu memory pids")
     m = manager_for("ketch/c1", "c1", layout=v2tree.layout)
     m.create()
     root = v2tree.layout.mounts["unified"]
-    # Every ancestor delegates the controllers the root offers.
-    assert fs.read(root, "cgroup.subtree_control").endswith("+pids")
+    # The root's delegation is the host's: read, never written; below it, passed on.
+    assert fs.read(root, "cgroup.subtree_control") == "cpu memory pids"
+    assert fs.read(os.path.join(root, "ketch"), "cgroup.subtree_control").endswith("+pids")
     m.set({"memory": {"limit": 64 * MIB, "swap": 96 * MIB, "reservation": 16 * MIB},
            "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "cpus": "0"},
            "pids": {"limit": 20}, "blockIO": {"weight": 500},
