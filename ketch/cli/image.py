@@ -72,6 +72,59 @@ def _image_item(r: dict, no_trunc: bool) -> dict:
             "SharedSize": "N/A", "UniqueSize": "N/A", "Containers": "N/A"}
 
 
+# -- progress --------------------------------------------------------------------
+class LayerProgress:
+    """Per-layer progress: a rich bar per layer on a TTY (bytes, speed, what it is
+    doing), plain lines on stderr otherwise, nothing with quiet. Callable as the
+    `progress(event, blob, done, total)` hook of the image store."""
+
+    VERBS = {"copy": "Copying", "download": "Downloading", "extract": "Extracting"}
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.rich = None
+        self.tasks: dict[str, int] = {}
+        self.last: dict[str, str] = {}
+
+    def __enter__(self) -> LayerProgress:
+        if not self.quiet and self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TransferSpeedColumn,
+            )
+
+            self.rich = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 DownloadColumn(), TransferSpeedColumn(),
+                                 console=Console(file=self.stream), transient=False)
+            self.rich.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.rich is not None:
+            self.rich.stop()
+
+    def __call__(self, event: str, blob: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        short = blob.rsplit("/", 1)[-1].split(":")[-1][:12]
+        verb = self.VERBS.get(event, {"done": "Pull complete" if event == "pulled" else
+                                      "Extracted", "exists": "Already exists"}.get(event, event))
+        if self.rich is None:
+            if self.last.get(short) != verb:   # one line per phase change, not per chunk
+                self.last[short] = verb
+                click.echo(f"{short}: {verb}", err=True)
+            return
+        if short not in self.tasks:
+            self.tasks[short] = self.rich.add_task(f"{short}: {verb}", total=total or None)
+        self.rich.update(self.tasks[short], description=f"{short}: {verb}",
+                         completed=done, total=total or None)
+
+
 # -- inspect / history -------------------------------------------------------------
 @click.command("inspect")
 @click.argument("names", nargs=-1, required=True)
@@ -235,17 +288,13 @@ def load(source, quiet):
     try:
         if source and not path.exists():
             raise NotFound(f"open {source}: no such file or directory")
-        progress = None if quiet else _progress_line
-        for line in _images().load(_conn(), path, progress):
+        with LayerProgress(quiet) as progress:
+            lines = _images().load(_conn(), path, progress)
+        for line in lines:
             click.echo(line)
     finally:
         if source is None:
             os.unlink(path)
-
-
-def _progress_line(i: int, what) -> None:
-    name = what if isinstance(what, str) else what.get("digest", "")
-    click.echo(f"Loading layer {i + 1}: {name}", err=True)
 
 
 @click.command("import")

@@ -126,7 +126,8 @@ class _Source:
                 self.members = {m.name.removeprefix("./"): m
                                 for m in self.tar.getmembers() if m.isfile()}
             except (tarfile.TarError, EOFError, OSError) as exc:
-                raise DataError(f"load: not an image archive ({exc})") from None
+                why = (str(exc).splitlines() or ["unreadable"])[0].rstrip(":")
+                raise DataError(f"load: {path} is not an image archive ({why})") from None
 
     def has(self, name: str) -> bool:
         if self.dir is not None:
@@ -148,6 +149,11 @@ class _Source:
             return open(self._safe(name), "rb")
         return self.tar.extractfile(self.members[name])
 
+    def size(self, name: str) -> int:
+        if self.dir is not None:
+            return self._safe(name).stat().st_size
+        return self.members[name].size
+
     def read_json(self, name: str) -> Any:
         with self.open(name) as f:
             data = f.read(64 << 20)
@@ -162,10 +168,14 @@ class _Source:
 
 
 def _copy_blob(store: ImageStore, src: _Source, name: str,
-               expected: str | None = None) -> tuple[str, int, str]:
+               expected: str | None = None, progress=None) -> tuple[str, int, str]:
     """Into the content store; returns (digest, size, OCI layer media type by magic)."""
+    if expected is None and name.startswith("blobs/sha256/") and _digest.is_digest(
+            "sha256:" + name[13:]):
+        expected = "sha256:" + name[13:]   # a named blob: skip it if we have it
     with src.open(name) as f:
         head = f.read(4)
+        total = src.size(name)
         ref = f"load-{expected or name}-{os.getpid()}"
         with store.content.writer(ref, expected) as w:
             if w.exists:
@@ -175,6 +185,8 @@ def _copy_blob(store: ImageStore, src: _Source, name: str,
             w.write(head)
             while chunk := f.read(_CHUNK):
                 w.write(chunk)
+                if progress:
+                    progress("copy", expected or name, w.offset, total)
             size = w.offset
             dig = w.commit()
     return dig, size, _compressed(head)
@@ -214,10 +226,8 @@ def _load_docker(store: ImageStore, src: _Source, progress) -> list[str]:
         cfg, cfg_size, _ = _copy_blob(store, src, e["Config"])
         spec.parse_config(store.content.read(cfg), f"load: config {e['Config']}")
         layers = []
-        for i, name in enumerate(e["Layers"]):
-            if progress:
-                progress(i, name)
-            dig, size, media = _copy_blob(store, src, str(name))
+        for name in e["Layers"]:
+            dig, size, media = _copy_blob(store, src, str(name), progress=progress)
             layers.append(spec.descriptor(media, dig, size))
         manifest = {"schemaVersion": 2, "mediaType": spec.OCI_MANIFEST,
                     "config": spec.descriptor(spec.OCI_CONFIG, cfg, cfg_size), "layers": layers}
@@ -225,7 +235,7 @@ def _load_docker(store: ImageStore, src: _Source, progress) -> list[str]:
         tags = [t for t in e.get("RepoTags") or [] if isinstance(t, str)]
         for t in tags:
             _ref.parse(t)
-        rec = store.add_manifest(mdig, tags)
+        rec = store.add_manifest(mdig, tags, progress=progress)
         out += [f"Loaded image: {_ref.parse(t).familiar()}" for t in tags] or [
             f"Loaded image ID: {rec.id}"]
     return out
@@ -240,13 +250,13 @@ def _load_oci(store: ImageStore, src: _Source, progress) -> list[str]:
         manifest = spec.parse_manifest(store.content.read(mdig), f"load: manifest {mdig}")
         for blob in [manifest["config"], *manifest["layers"]]:
             _copy_blob(store, src, "blobs/sha256/" + _digest.hex_of(blob["digest"]),
-                       blob["digest"])
+                       blob["digest"], progress)
         ann = desc.get("annotations") or {}
         name = ann.get("io.containerd.image.name") or ann.get(spec.ANNOTATION_REF_NAME)
         ref = _ref.try_parse(name) if name else None
         tags = [ref.familiar()] if ref and not ref.digest and (
             "/" in name or ":" in name) else []
-        rec = store.add_manifest(mdig, tags)
+        rec = store.add_manifest(mdig, tags, progress=progress)
         out += [f"Loaded image: {t}" for t in tags] or [f"Loaded image ID: {rec.id}"]
     return out
 

@@ -148,7 +148,7 @@ class ImageStore:
 
     # -- adding --------------------------------------------------------------
     def ensure_layer(self, parent_chain: str | None, blob: str, diff_id: str | None,
-                     expected_chain: str | None = None) -> str:
+                     expected_chain: str | None = None, progress=None) -> str:
         """Unpack one layer blob on top of `parent_chain` unless already there.
 
         Returns the new chain ID. Verifies the uncompressed stream against
@@ -159,12 +159,16 @@ class ImageStore:
             expected_chain = diff_id if parent_chain is None else _digest.of_bytes(
                 f"{parent_chain} {diff_id}".encode())
         if expected_chain and self._has_snapshot(expected_chain):
+            if progress:
+                progress("exists", blob, 0, 0)
             return expected_chain
         parents = self.parents(parent_chain)
         fs = self.snap.begin_layer(_digest.hex_of(expected_chain or blob), parents)
         try:
+            total = self.content.size(blob)
+            report = (lambda n: progress("extract", blob, n, total)) if progress else None
             with self.content.open(blob) as f:
-                got, _n = unpack(f, str(fs), self.snap.whiteouts)
+                got, _n = unpack(f, str(fs), self.snap.whiteouts, report)
             if diff_id and got != diff_id:
                 raise DataError(f"layer {blob}: uncompressed content {got} does not match "
                                 f"diff_id {diff_id}")
@@ -172,6 +176,8 @@ class ImageStore:
                 f"{parent_chain} {got}".encode())
             size = self.snap.layer_size(fs, parents)
             self.snap.commit_layer(_digest.hex_of(chain), fs)
+            if progress:
+                progress("done", blob, total, total)
         except BaseException:
             self.snap.abort_layer(fs)
             raise
@@ -201,7 +207,10 @@ class ImageStore:
 
     def add_manifest(self, manifest_digest: str, names: list[str] = (),
                      repo_for_digest: str | None = None, progress=None) -> ImageRecord:
-        """Register an image whose manifest, config and layer blobs are in the content store."""
+        """Register an image whose manifest, config and layer blobs are in the content store.
+
+        `progress(event, blob digest, done, total)` hears "extract" (bytes of the
+        blob consumed), "done" and "exists" (snapshot already there) per layer."""
         raw = self.content.read(manifest_digest)
         manifest = spec.parse_manifest(raw, f"manifest {manifest_digest}")
         cfg_desc = manifest["config"]
@@ -215,13 +224,11 @@ class ImageStore:
             raise DataError(f"manifest {manifest_digest}: {len(manifest['layers'])} layers but "
                             f"the config lists {len(diff_ids)} diff_ids")
         chain = None
-        for i, (layer, diff_id) in enumerate(zip(manifest["layers"], diff_ids, strict=True)):
+        for layer, diff_id in zip(manifest["layers"], diff_ids, strict=True):
             if not self.content.exists(layer["digest"]):
                 raise DataError(f"manifest {manifest_digest}: layer blob {layer['digest']} "
                                 f"is missing")
-            if progress:
-                progress(i, layer)
-            chain = self.ensure_layer(chain, layer["digest"], diff_id)
+            chain = self.ensure_layer(chain, layer["digest"], diff_id, progress=progress)
         return self.record_image(manifest_digest, manifest, config, config_raw, names,
                                  repo_for_digest)
 

@@ -53,6 +53,28 @@ class _HashReader:
             pass
 
 
+class _CountingReader:
+    """Reports bytes read from the (compressed) blob: progress for the caller."""
+
+    def __init__(self, raw: BinaryIO, on_read):
+        self.raw, self.on_read, self.n = raw, on_read, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.n += len(data)
+        self.on_read(self.n)
+        return data
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self.raw.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def readable(self) -> bool:
+        return True
+
+
 def decompressed(f: BinaryIO) -> BinaryIO:
     """gzip, zstd or plain tar, told apart by magic bytes as Docker does."""
     head = f.read(4)
@@ -324,8 +346,13 @@ def remove_at(dfd: int, name: str) -> None:
     os.rmdir(name, dir_fd=dfd)
 
 
-def unpack(blob: BinaryIO, dest: str, whiteouts: str = "overlay") -> tuple[str, int]:
-    """Apply a (possibly compressed) layer tar to `dest`. Returns (diff ID, tar size)."""
+def unpack(blob: BinaryIO, dest: str, whiteouts: str = "overlay",
+           on_read=None) -> tuple[str, int]:
+    """Apply a (possibly compressed) layer tar to `dest`. Returns (diff ID, tar size).
+
+    `on_read(n)` is called with the count of blob bytes consumed so far."""
+    if on_read is not None:
+        blob = _CountingReader(blob, on_read)
     reader = _HashReader(decompressed(blob))
     u = Unpacker(dest, whiteouts)
     try:
@@ -333,7 +360,8 @@ def unpack(blob: BinaryIO, dest: str, whiteouts: str = "overlay") -> tuple[str, 
             u.apply(tf)
         reader.drain()
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as exc:
-        raise DataError(f"layer: not a valid tar stream ({exc})") from exc
+        why = (str(exc).splitlines() or ["unreadable"])[0]
+        raise DataError(f"layer: not a valid tar stream ({why})") from exc
     except Exception as exc:  # zstandard raises its own error type
         if type(exc).__name__ == "ZstdError":
             raise DataError(f"layer: bad zstd stream ({exc})") from exc
