@@ -1,0 +1,231 @@
+"""A benchmark run: pick runtimes, measure each in turn, clean up, verify.
+
+The run owns a private work directory (default <KETCH_ROOT>/bench/<run id>)
+holding ketch's roots for this run, podman's store, runc's bundles and
+volumes; a private cgroup parent (<KETCH_CGROUP_PARENT>/bench-<run id>); and
+the list of everything it started. Whatever happens, the end of the run
+removes every instance by id, checks that none remains (`ps -a`, runc list,
+processes naming the run's token), unmounts what is left under the work
+directory, removes the cgroups and the directory, and records what it found.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ketch import paths
+from ketch.bench import measure, probes, rootfs
+from ketch.bench.ocirunc import Runc
+from ketch.bench.results import METRICS, Result, Run, RuntimeInfo, missing
+from ketch.bench.runtimes import (
+    Docker,
+    KetchContainer,
+    KetchMicroVM,
+    NotAvailable,
+    Podman,
+    Runtime,
+    Workspace,
+)
+from ketch.bench.vms import KetchFullVM
+from ketch.bench.workloads import CPU_BYTES, IO_MB
+
+ADAPTERS: dict[str, type[Runtime]] = {
+    "container": KetchContainer, "microvm": KetchMicroVM, "fullvm": KetchFullVM,
+    "runc": Runc, "podman": Podman, "docker": Docker,
+}
+ALIASES = {"vm": "microvm", "micro-vm": "microvm", "full-vm": "fullvm", "ketch": "container"}
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Options:
+    mode: str = "quick"                # "quick" or "full"
+    runs: int | None = None            # -n; default 3 (quick) / 10 (full)
+    runtimes: list[str] | None = None  # keys; default all
+    budget: int | None = None          # density budget in bytes; default MemAvailable
+    workdir: Path | None = None
+    keep: bool = False                 # keep the work directory (debugging)
+
+    def n(self) -> int:
+        return self.runs or (3 if self.mode == "quick" else 10)
+
+    def selected(self) -> list[str]:
+        if not self.runtimes:
+            return list(ADAPTERS)
+        keys = []
+        for name in self.runtimes:
+            key = ALIASES.get(name, name)
+            if key not in ADAPTERS:
+                from ketch.errors import InvalidArgument
+                raise InvalidArgument(f"unknown runtime {name!r} for bench "
+                                      f"(known: {', '.join(ADAPTERS)}, vm)")
+            if key not in keys:
+                keys.append(key)
+        return keys
+
+
+def host_info() -> dict:
+    info = {"kernel": platform.release(), "cpus": os.cpu_count(),
+            "mem_total": _meminfo("MemTotal"), "python": platform.python_version()}
+    try:
+        info["busybox"] = str(rootfs.host_busybox())
+        info["busybox_sha256"] = rootfs.busybox_sha256()
+    except NotAvailable as exc:
+        info["busybox"] = str(exc)
+    return info
+
+
+def _meminfo(field: str) -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def make_workspace(opts: Options) -> Workspace:
+    run_id = uuid.uuid4().hex[:8]
+    base = opts.workdir or paths.root() / "bench"
+    d = Path(base) / run_id
+    d.mkdir(parents=True, exist_ok=True)
+    # Unix socket paths (a VM's QMP and control sockets) must fit in 108 bytes,
+    # and they live under the run root next to a 64-hex container id: keep it short.
+    runroot = Path(f"/run/kb-{run_id}")
+    runroot.mkdir(mode=0o700)
+    cg = f"{paths.cgroup_parent()}/bench-{run_id}"
+    env = dict(os.environ)
+    env.update({"KETCH_ROOT": str(d / "root"), "KETCH_RUNROOT": str(runroot),
+                "KETCH_RUNC_ROOT": str(runroot / "runc"), "KETCH_CGROUP_PARENT": cg})
+    return Workspace(dir=d, runroot=runroot, run_id=run_id, cgroup_parent=cg, env=env)
+
+
+def run(opts: Options, progress: Progress = lambda _msg: None) -> Run:
+    """Measure every selected runtime; always clean up."""
+    keys = opts.selected()
+    t0 = time.monotonic()
+    ws = make_workspace(opts)
+    result = Run(host=host_info(), options={
+        "mode": opts.mode, "runs": opts.n(), "runtimes": keys, "workdir": str(ws.dir)})
+    adapters: list[Runtime] = []
+    try:
+        budget = opts.budget or probes.mem_available()
+        result.options["budget"] = budget
+        for key in keys:
+            rt = ADAPTERS[key](ws)
+            adapters.append(rt)
+            info, results = measure_runtime(rt, opts, budget, progress)
+            result.runtimes.append(info)
+            result.results += results
+    finally:
+        progress("cleaning up")
+        result.cleanup = cleanup(ws, adapters, keep=opts.keep)
+        result.seconds = time.monotonic() - t0
+    return result
+
+
+def steps(rt: Runtime, opts: Options, base, image) -> list:
+    """(label, thunk) for each measurement, in order."""
+    n, mode = opts.n(), opts.mode
+    quick = mode == "quick"
+    http_runs = max(1, n // 2) if quick else n
+    vol = rt.ws.dir / "volumes" / rt.key
+    vol.mkdir(parents=True, exist_ok=True)
+    return [
+        ("start to first output", ("start_trivial",),
+         lambda: measure.start_trivial(rt, n)),
+        ("start to HTTP answer", ("start_http",), lambda: measure.start_http(rt, http_runs)),
+        ("3 idle instances: memory, storage", ("mem_idle", "storage_1", "storage_3"),
+         lambda: measure.memory_and_storage(rt, 3, "idle", base, image)),
+        ("app touching 100 MB", ("mem_100m",),
+         lambda: measure.memory_and_storage(rt, 1 if quick else 3, "100m", base, image)),
+        ("CPU workload", ("cpu",),
+         lambda: measure.cpu(rt, 3 if quick else max(5, n // 2), CPU_BYTES[mode],
+                             rootfs.host_busybox())),
+        ("sequential I/O", ("io_write", "io_read"), lambda: measure.io(rt, IO_MB[mode], vol)),
+    ]
+
+
+def measure_runtime(rt: Runtime, opts: Options, budget: int, progress: Progress) -> tuple[RuntimeInfo, list[Result]]:
+    info = RuntimeInfo(key=rt.key, label=rt.label, kind=rt.kind, available=False)
+    progress(f"{rt.label}: checking")
+    try:
+        rt.check()
+        info.version = rt.version
+        base = probes.disk_use(rt.storage_roots())
+        progress(f"{rt.label}: preparing the busybox image")
+        try:
+            rt.prepare()
+        finally:
+            info.accel = rt.accel()  # decided by the first VM start, so asked after it
+        image = probes.disk_use(rt.storage_roots())
+        info.available = True
+    except NotAvailable as exc:
+        info.reason = str(exc)
+        return info, [missing(rt.key, m, f"not available: {exc}") for m in METRICS]
+    out: list[Result] = []
+    for label, metrics, thunk in steps(rt, opts, base, image):
+        progress(f"{rt.label}: {label}")
+        try:
+            got = thunk()
+        except NotAvailable as exc:
+            got = [missing(rt.key, m, str(exc)) for m in metrics]
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            got = [missing(rt.key, m, f"failed: {type(exc).__name__}: {exc}") for m in metrics]
+        done = {r.metric for r in got}
+        got += [missing(rt.key, m, "not measured: an earlier step of this group failed")
+                for m in metrics if m not in done]
+        out += got
+    mem = next((r for r in out if r.metric == "mem_idle"), None)
+    out.append(measure.density(rt.key, mem, budget))
+    return info, out
+
+
+def cleanup(ws: Workspace, adapters: list[Runtime], keep: bool = False) -> dict:
+    """Remove what this run left, by id; report what had to be removed."""
+    report: dict = {"leftover_instances": [], "killed_processes": [], "unmounted": [],
+                    "cgroups_left": []}
+    for rt in adapters:
+        lister = getattr(rt, "leftovers", None)
+        try:
+            names = lister() if lister else []
+        except (NotAvailable, OSError, subprocess.SubprocessError):
+            names = []
+        for name in names:
+            report["leftover_instances"].append(f"{rt.key}:{name}")
+            try:
+                rt.remove(_instance(name))
+            except (NotAvailable, OSError, subprocess.SubprocessError):
+                pass
+    for pid in sorted(probes.pids_mentioning(f"kb-{ws.run_id}")
+                      | probes.pids_mentioning(str(ws.dir))
+                      | probes.pids_mentioning(str(ws.runroot))):
+        report["killed_processes"].append(f"{pid} {probes.proc_cmdline(pid)[:80]}")
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    for mnt in probes.mounts_under(ws.dir) + probes.mounts_under(ws.runroot):
+        report["unmounted"].append(mnt)
+        subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=30)
+    time.sleep(0.1 if report["killed_processes"] else 0)
+    report["cgroups_left"] = probes.remove_cgroup_tree(ws.cgroup_parent)
+    if not keep:
+        shutil.rmtree(ws.dir, ignore_errors=True)
+        shutil.rmtree(ws.runroot, ignore_errors=True)
+    report["clean"] = not any(report[k] for k in ("leftover_instances", "killed_processes",
+                                                  "unmounted", "cgroups_left"))
+    return report
+
+
+def _instance(name: str):
+    from ketch.bench.runtimes import Instance
+    return Instance(name=name, id=name)

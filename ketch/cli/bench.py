@@ -1,0 +1,114 @@
+"""`ketch bench`: measure containers against VMs on this machine.
+
+argv -> bench.suite.Options -> suite.run() -> a table (rich on a TTY, plain
+text otherwise), or JSON with --json; --out DIR also writes report.md,
+report.json and PNG charts. rich and matplotlib are imported only when they
+draw something.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from ketch.errors import InvalidArgument
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.I)
+
+
+def parse_size(text: str) -> int:
+    """'4g', '512m', '1.5GiB' -> bytes; InvalidArgument otherwise."""
+    m = _SIZE.match(text or "")
+    if not m:
+        raise InvalidArgument(f"invalid size {text!r} for --budget (use e.g. 512m, 4g)")
+    power = " kmgt".index(m.group(2).lower() or " ")
+    return int(float(m.group(1)) * 1024 ** power)
+
+
+class _Progress:
+    """A rich status line on a TTY; plain `bench: ...` lines on stderr otherwise."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.status = None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            self.status = Console(stderr=True).status("ketch bench: starting")
+
+    def __enter__(self):
+        if self.status is not None:
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+    def __call__(self, msg: str) -> None:
+        if self.status is not None:
+            self.status.update(f"ketch bench: {msg}")
+        elif not self.quiet:
+            click.echo(f"bench: {msg}", err=True)
+
+
+@click.command("bench")
+@click.option("--quick", "mode", flag_value="quick", default=True,
+              help="About a minute: few runs, small workloads (default).")
+@click.option("--full", "mode", flag_value="full", help="The whole set: more runs, larger workloads.")
+@click.option("-n", "--runs", type=click.IntRange(min=1), default=None,
+              help="Runs per start-time figure (default 3 quick, 10 full).")
+@click.option("--runtimes", default="",
+              help="Comma list: container, vm (micro-VM), fullvm, runc, podman, docker.")
+@click.option("--json", "as_json", is_flag=True, help="Print raw samples and summaries as JSON.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write report.md, report.json and PNG charts into this directory.")
+@click.option("--budget", default=None, help="Memory budget for density (default: MemAvailable).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              hidden=True, help="Where the run keeps its private roots.")
+@click.option("--keep", is_flag=True, hidden=True, help="Keep the work directory.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def bench(mode, runs, runtimes, as_json, out_dir, budget, workdir, keep, quiet):
+    """Measure start time, memory, disk, CPU and I/O of containers and VMs here."""
+    from ketch.bench import report, suite
+
+    opts = suite.Options(
+        mode=mode, runs=runs, keep=keep, workdir=workdir,
+        runtimes=[r.strip() for r in runtimes.split(",") if r.strip()] or None,
+        budget=parse_size(budget) if budget else None)
+    opts.selected()  # reject unknown runtime names before starting anything
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidArgument(f"--out {str(out_dir)!r}: {exc.strerror}") from exc
+    with _Progress(quiet) as progress:
+        result = suite.run(opts, progress)
+    data = result.to_dict()
+    if out_dir is not None:
+        _write_out(result, data, out_dir)
+    if as_json:
+        click.echo(json.dumps(data, indent=1))
+    elif sys.stdout.isatty():
+        from rich.console import Console
+        report.render_rich(result, Console())
+    else:
+        click.echo(report.render_text(result), nl=False)
+    if out_dir is not None and not as_json:
+        click.echo(f"wrote {out_dir}/report.md, report.json and charts")
+
+
+def _write_out(result, data: dict, out_dir: Path) -> None:
+    from ketch.bench import report
+
+    (out_dir / "report.json").write_text(json.dumps(data, indent=1) + "\n")
+    try:
+        from ketch.bench.charts import write_charts
+        charts = write_charts(result, out_dir)
+    except ImportError as exc:
+        click.echo(f"ketch: bench: no charts: {exc}", err=True)
+        charts = []
+    (out_dir / "report.md").write_text(report.render_markdown(result, charts))
