@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from ketch._sys import ns as _ns
-from ketch.runtime import sync
+from ketch.runtime import init, sync
 
 
 def main(sock: int) -> None:
@@ -24,6 +24,8 @@ def main(sock: int) -> None:
         if boot["type"] != "bootstrap":
             os._exit(1)
         if boot.get("exec"):
+            # Load now what stage 2 needs: joining the mount namespace hides our source.
+            init.preload(boot["config"], boot["process"])
             _join_container(boot["target_pid"], boot.get("join_user", False))
         else:
             _enter_namespaces(sock, boot["config"])
@@ -32,7 +34,6 @@ def main(sock: int) -> None:
         _report(sock, exc)
         os._exit(1)
     if pid == 0:
-        from ketch.runtime import init
         init.main(boot, sock)  # never returns
         os._exit(1)
     sync.send(sock, "pid", pid=pid)

@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from ketch.runtime.sync import errmsg
         return _fail(gopts, errmsg(exc), 1)
+    except Exception as exc:  # noqa: BLE001 - never a traceback unless --debug
+        if gopts.get("debug"):
+            raise
+        return _fail(gopts, f"internal error: {type(exc).__name__}: {exc}", 1)
 
 
 def _fail(gopts: dict, msg: str, code: int) -> int:

@@ -113,7 +113,8 @@ def _spawn(c: Container, spec: dict, console_socket: str | None, no_pivot: bool,
             state["pid"] = pid
             hooks = spec.get("hooks") or {}
             from ketch.runtime import hooks as _hooks
-            _hooks.run_all(hooks.get("prestart"), "prestart", state)
+            # prestart (deprecated) predates "creating": its readers expect "created".
+            _hooks.run_all(hooks.get("prestart"), "prestart", dict(state, status="created"))
             _hooks.run_all(hooks.get("createRuntime"), "createRuntime", state)
             sync.send(sock, "hooks-done", state=state)
         elif kind == "ready":

@@ -79,7 +79,7 @@ def _init(boot: dict, sock: int) -> None:
         _hooks.run_all(hooks["createContainer"], "createContainer", state)
     # 4. Code from the host's filesystem must be loaded before pivot_root: libseccomp
     #    (dlopen()ed by pyseccomp), the hooks runner, the socket module for the console.
-    _preload(spec)
+    preload(spec)
     # 5. Keep a handle on exec.fifo: its path vanishes with the host's tree.
     fifo = os.open(boot["fifo"], os.O_PATH | os.O_CLOEXEC)
     # 6. Switch root. After this nothing of the host's tree is reachable by path.
@@ -88,6 +88,7 @@ def _init(boot: dict, sock: int) -> None:
             fs.move_root(sysl, rootfs)
         else:
             fs.pivot(sysl, rootfs)
+        fs.root_propagation(sysl, linux.get("rootfsPropagation"))
     else:
         os.chroot(rootfs)
         os.chdir("/")
@@ -206,7 +207,8 @@ def _lookup(name: str, path: str) -> str:
     raise FileNotFoundError(2, f"exec: {name!r}: executable file not found in $PATH")
 
 
-def _preload(spec: dict) -> None:
+def preload(spec: dict, proc: dict | None = None) -> None:
+    """Import what later steps need while the host's filesystem is still visible."""
     linux = spec.get("linux") or {}
     if linux.get("seccomp"):
         from ketch.runtime import seccomp
@@ -215,7 +217,7 @@ def _preload(spec: dict) -> None:
         import subprocess  # noqa: F401
 
         from ketch.runtime import hooks  # noqa: F401
-    if (spec.get("process") or {}).get("terminal"):
+    if (proc or spec.get("process") or {}).get("terminal"):
         import socket  # noqa: F401
 
 

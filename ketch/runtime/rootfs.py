@@ -116,8 +116,34 @@ def prepare_root(sys, rootfs: str, propagation: str | None) -> None:
     # container mounts may propagate back into the host's namespace.
     flag = PROPAGATION.get(propagation or "", m.MS_SLAVE | m.MS_REC)
     sys.mount(None, "/", None, flag | m.MS_REC)
+    # pivot_root refuses a new root whose parent mount is shared (a "shared"
+    # rootfsPropagation made it so): make just that parent private.
+    parent = _mount_point_of(rootfs)
+    if parent is not None:
+        sys.mount(None, parent, None, m.MS_PRIVATE)
     # pivot_root needs new_root to be a mount point: bind it onto itself.
     sys.mount(rootfs, rootfs, None, m.MS_BIND | m.MS_REC)
+
+
+def root_propagation(sys, propagation: str | None) -> None:
+    """After pivot_root: shared/unbindable must hold for the new "/" itself."""
+    if propagation and ("shared" in propagation or "unbindable" in propagation):
+        sys.mount(None, "/", None, PROPAGATION[propagation] | m.MS_REC)
+
+
+def _mount_point_of(path: str) -> str | None:
+    """The mount point of the mount that holds `path` (longest prefix in mountinfo)."""
+    best = None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4].replace("\\040", " ")
+                if (path == point or path.startswith(point.rstrip("/") + "/")) and \
+                        (best is None or len(point) > len(best)):
+                    best = point
+    except OSError:
+        return None
+    return best
 
 
 def mount_entry(sys, rootfs: str, entry: dict, bundle: str, cgroupns: bool = False) -> None:

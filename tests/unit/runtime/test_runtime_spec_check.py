@@ -1,0 +1,90 @@
+"""config.json checking: each broken field gives one error naming it."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ketch.errors import InvalidArgument
+from ketch.oci import runtime_spec
+from ketch.runtime import cli, container
+
+
+def good() -> dict:
+    spec = runtime_spec.default_spec()
+    spec["process"]["terminal"] = False
+    return spec
+
+
+def test_default_spec_passes():
+    runtime_spec.check(good())
+    runtime_spec.check(runtime_spec.default_spec(rootless=True))
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda s: s["linux"]["namespaces"].append({"type": "foo"}), "linux.namespaces[6].type"),
+    (lambda s: s["linux"]["namespaces"].append({"type": "pid"}), "duplicate namespace"),
+    (lambda s: s.pop("process"), "process: required"),
+    (lambda s: s["process"].update(cwd="tmp"), "process.cwd"),
+    (lambda s: s["process"].update(args=[]), "process.args"),
+    (lambda s: s["process"]["env"].append("NOEQUALS"), "process.env[2]"),
+    (lambda s: s["process"]["rlimits"].append({"type": "RLIMIT_FOO", "soft": 1, "hard": 1}),
+     "process.rlimits[1].type"),
+    (lambda s: s["process"]["rlimits"][0].update(soft=2048), "process.rlimits[0]"),
+    (lambda s: s["process"].update(oomScoreAdj=5000), "process.oomScoreAdj"),
+    (lambda s: s["process"]["user"].update(uid="root"), "process.user.uid"),
+    (lambda s: s["mounts"].append({"destination": "rel"}), "mounts[7].destination"),
+    (lambda s: s["linux"].update(rootfsPropagation="sideways"), "linux.rootfsPropagation"),
+    (lambda s: s["linux"].update(sysctl={"vm.swappiness": "1"}), "linux.sysctl"),
+    (lambda s: s["linux"].update(sysctl={"net.ipv4.ip_forward": "1"},
+                                 namespaces=[{"type": "mount"}]), "network namespace"),
+    (lambda s: s["linux"].update(devices=[{"path": "/dev/x", "type": "q"}]),
+     "linux.devices[0].type"),
+    (lambda s: s.update(hooks={"prestart": [{"path": "relative"}]}), "hooks.prestart[0].path"),
+    (lambda s: s["linux"].update(namespaces=[{"type": "mount"}]), "hostname"),
+    (lambda s: s["linux"]["namespaces"].append({"type": "net", "path": "x"}),
+     "linux.namespaces[6].type"),
+])
+def test_bad_field_is_named(mutate, field):
+    spec = copy.deepcopy(good())
+    mutate(spec)
+    with pytest.raises(InvalidArgument) as err:
+        runtime_spec.check(spec)
+    assert field in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_load_rejects_invalid_json(tmp_path):
+    (tmp_path / "config.json").write_text("{nope")
+    with pytest.raises(InvalidArgument, match="invalid JSON"):
+        runtime_spec.load(str(tmp_path / "config.json"))
+
+
+def test_cli_parser_go_style_flags():
+    opts, pos = cli.parse(["--bundle=/b", "-pid-file", "/p", "--no-pivot", "id"],
+                          cli.COMMANDS["create"], False)
+    assert opts == {"bundle": "/b", "pid_file": "/p", "no_pivot": True}
+    assert pos == ["id"]
+    opts, pos = cli.parse(["-e", "A=1", "--env", "B=2", "-t", "c1", "sh", "-c", "x"],
+                          cli.COMMANDS["exec"], True)
+    assert opts == {"env": ["A=1", "B=2"], "tty": True}
+    assert pos == ["c1", "sh", "-c", "x"]
+    with pytest.raises(InvalidArgument, match="-bogus"):
+        cli.parse(["--bogus"], cli.COMMANDS["create"], False)
+
+
+@pytest.mark.parametrize("text, num", [("KILL", 9), ("SIGTERM", 15), ("9", 9), ("sigusr1", 10),
+                                       ("RTMIN+2", 36)])
+def test_signals(text, num):
+    assert container.parse_signal(text) == num
+
+
+def test_bad_signal():
+    with pytest.raises(InvalidArgument, match="SIGFOO"):
+        container.parse_signal("SIGFOO")
+
+
+def test_systemd_cgroup_is_a_clear_error(capsys):
+    assert cli.main(["--systemd-cgroup", "list"]) == 1
+    assert "--systemd-cgroup is not supported" in capsys.readouterr().err
