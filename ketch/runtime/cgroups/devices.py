@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from dataclasses import dataclass
 
 from ketch.errors import FailedPrecondition, InvalidArgument
 from ketch.runtime.cgroups import fs
@@ -27,13 +26,23 @@ from ketch.runtime.cgroups import fs
 WILDCARD = -1
 
 
-@dataclass(frozen=True)
 class Rule:
-    allow: bool
-    type: str = "a"          # a (all), c (char), b (block)
-    major: int = WILDCARD
-    minor: int = WILDCARD
-    access: str = "rwm"
+    __slots__ = ("allow", "type", "major", "minor", "access")
+
+    def __init__(self, allow: bool, type: str = "a", major: int = WILDCARD,  # noqa: A002
+                 minor: int = WILDCARD, access: str = "rwm"):
+        self.allow = allow
+        self.type = type        # a (all), c (char), b (block)
+        self.major = major
+        self.minor = minor
+        self.access = access
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rule) and all(
+            getattr(self, k) == getattr(other, k) for k in self.__slots__)
+
+    def __repr__(self) -> str:
+        return f"Rule({'allow' if self.allow else 'deny'} {self.line()})"
 
     def line(self) -> str:
         """The v1 devices.allow/deny syntax: 'c 1:3 rwm'."""

@@ -17,7 +17,6 @@ cgroup2.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 V1_CONTROLLERS = (
     "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
@@ -26,10 +25,17 @@ V1_CONTROLLERS = (
 UNIFIED = "unified"
 
 
-@dataclass
 class Layout:
-    mode: str                                     # "v1", "v2" or "hybrid"
-    mounts: dict[str, str] = field(default_factory=dict)
+    # A plain class, not a dataclass: `dataclasses` pulls in `inspect`, tens of
+    # milliseconds on the container start path.
+    __slots__ = ("mode", "mounts")
+
+    def __init__(self, mode: str, mounts: dict[str, str] | None = None):
+        self.mode = mode                  # "v1", "v2" or "hybrid"
+        self.mounts = dict(mounts or {})
+
+    def __repr__(self) -> str:
+        return f"Layout({self.mode!r}, {self.mounts!r})"
 
     def has(self, key: str) -> bool:
         return key in self.mounts
