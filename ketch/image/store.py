@@ -24,12 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ketch.content.store import ContentStore
 from ketch.errors import Conflict, DataError, NotFound
 from ketch.oci import digest as _digest
 from ketch.oci import image_spec as spec
 from ketch.oci import reference as _ref
-from ketch.snapshot.base import Snapshotter, pick
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -84,8 +82,25 @@ class ImageStore:
         ensure_schema(conn)
         self.conn = conn
         self.root = Path(root)
-        self.content = ContentStore(self.root / "content")
-        self.snap: Snapshotter = pick(self.root / "snapshots")
+        self._content = self._snap = None
+
+    # The blob store and the snapshotter are opened on first use: listing and
+    # resolving images (the hot path of `ketch images`) needs neither.
+    @property
+    def content(self):
+        if self._content is None:
+            from ketch.content.store import ContentStore
+
+            self._content = ContentStore(self.root / "content")
+        return self._content
+
+    @property
+    def snap(self):
+        if self._snap is None:
+            from ketch.snapshot.base import pick
+
+            self._snap = pick(self.root / "snapshots")
+        return self._snap
 
     # -- lookup --------------------------------------------------------------
     def resolve(self, ref_or_id: str) -> ImageRecord:
@@ -129,7 +144,7 @@ class ImageStore:
         c = self.conn
         tags = [_ref.familiar(r[0]) for r in c.execute(
             "SELECT name FROM tags WHERE image_id=? ORDER BY added, name", (row["id"],))]
-        digests = [f"{_ref.parse(r[0], default_tag=False).familiar_name()}@{r[1]}" for r in
+        digests = [f"{_ref.familiar(r[0])}@{r[1]}" for r in
                    c.execute("SELECT repo, digest FROM repo_digests WHERE image_id=? "
                              "ORDER BY repo", (row["id"],))]
         layers = [dict(r) for r in c.execute(
@@ -145,6 +160,25 @@ class ImageStore:
     def all(self) -> list[ImageRecord]:
         rows = self.conn.execute("SELECT * FROM images ORDER BY added DESC").fetchall()
         return [self._record(r) for r in rows]
+
+    def summaries(self) -> list[ImageRecord]:
+        """Every image with names but without layers, in three queries (for listings)."""
+        c = self.conn
+        tags: dict[str, list[str]] = {}
+        for image_id, name in c.execute("SELECT image_id, name FROM tags ORDER BY added, name"):
+            tags.setdefault(image_id, []).append(_ref.familiar(name))
+        digests: dict[str, list[str]] = {}
+        for image_id, repo, dig in c.execute(
+                "SELECT image_id, repo, digest FROM repo_digests ORDER BY repo"):
+            digests.setdefault(image_id, []).append(f"{_ref.familiar(repo)}@{dig}")
+        out = []
+        for row in c.execute("SELECT id, config, created, size, top_chain, manifest_digest, "
+                             "manifest_media_type FROM images ORDER BY added DESC"):
+            out.append(ImageRecord(
+                id=row[0], config=json.loads(row[1]), repo_tags=tags.get(row[0], []),
+                repo_digests=digests.get(row[0], []), created=row[2] or "", size=row[3],
+                top_chain_id=row[4] or None, manifest_digest=row[5], manifest_media_type=row[6]))
+        return out
 
     # -- adding --------------------------------------------------------------
     def ensure_layer(self, parent_chain: str | None, blob: str, diff_id: str | None,

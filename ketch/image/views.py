@@ -131,7 +131,7 @@ def rows(store: ImageStore, show_all: bool = False,
          filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     """`docker images` rows: one per tag, `<none>` for untagged, newest first."""
     filters = filters or {}
-    images = store.all()
+    images = store.summaries()
     parents = store.parent_ids()
     pivots = {k: store.resolve(v[-1]) for k, v in filters.items() if k in ("before", "since")}
     out = []

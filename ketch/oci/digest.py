@@ -6,7 +6,6 @@ Only sha256 is written; sha512 is accepted on read because image-spec allows it.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from ketch.errors import InvalidArgument
@@ -50,6 +49,8 @@ def hex_of(value: str) -> str:
 
 def of_bytes(data: bytes) -> str:
     """The sha256 digest of `data`."""
+    import hashlib  # lazily: listing images never hashes
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -64,6 +65,8 @@ class Digester:
     def __init__(self, algorithm: str = "sha256"):
         if algorithm not in _ALGOS:
             raise InvalidArgument(f"unsupported digest algorithm {algorithm!r}")
+        import hashlib
+
         self.algorithm = algorithm
         self._h = hashlib.new(algorithm)
         self.size = 0

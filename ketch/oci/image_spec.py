@@ -8,7 +8,6 @@ module names the media types and validates the fields ketch relies on.
 from __future__ import annotations
 
 import json
-import platform as _platform
 from typing import Any
 
 from ketch.errors import DataError
@@ -44,7 +43,9 @@ _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"
 
 
 def host_platform() -> dict[str, str]:
-    machine = _platform.machine()
+    import platform
+
+    machine = platform.machine()
     out = {"os": "linux", "architecture": _GOARCH.get(machine, machine)}
     if machine == "armv7l":
         out["variant"] = "v7"

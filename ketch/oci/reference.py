@@ -137,5 +137,11 @@ def normalize(value: str) -> str:
 
 
 def familiar(full: str) -> str:
-    """Short form of an already normalised reference string."""
-    return parse(full).familiar()
+    """Short form of an already normalised reference string (no re-validation)."""
+    if full.startswith(DEFAULT_DOMAIN + "/"):
+        rest = full[len(DEFAULT_DOMAIN) + 1:]
+        name = rest.split("@", 1)[0].rsplit(":", 1)[0]
+        if rest.startswith(OFFICIAL_PREFIX) and name.count("/") == 1:
+            return rest[len(OFFICIAL_PREFIX):]
+        return rest
+    return full
