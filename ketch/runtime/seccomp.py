@@ -29,7 +29,6 @@ Semantics follow runc where the spec is silent:
 from __future__ import annotations
 
 import errno as _errno
-from typing import Any
 
 from ketch.errors import FailedPrecondition, InvalidArgument
 
@@ -75,14 +74,14 @@ FLAGS = {
 _ATTR_CTL_NNP = 3
 
 
-def _check_errno(value: Any, field: str) -> None:
+def _check_errno(value: object, field: str) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
         raise InvalidArgument(f"{field}: errno must be an integer 0..65535, not {value!r}")
 
 
-def _check_action(action: Any, field: str, errno_ret: Any, errno_field: str) -> None:
+def _check_action(action: object, field: str, errno_ret: object, errno_field: str) -> None:
     if action not in ACTIONS:
         raise InvalidArgument(f"{field}: unknown seccomp action {action!r}")
     if action == "SCMP_ACT_NOTIFY":
@@ -94,7 +93,7 @@ def _check_action(action: Any, field: str, errno_ret: Any, errno_field: str) -> 
     _check_errno(errno_ret, errno_field)
 
 
-def _check_arg(arg: Any, field: str) -> None:
+def _check_arg(arg: object, field: str) -> None:
     if not isinstance(arg, dict):
         raise InvalidArgument(f"{field}: must be an object")
     index = arg.get("index")
@@ -136,16 +135,56 @@ def validate(seccomp: dict | None) -> None:
             _check_arg(arg, f"{field}.args[{j}]")
 
 
-def prepare() -> Any:
+def prepare() -> object:
     """Import pyseccomp (which loads libseccomp); call before pivot_root."""
+    import sys
+
+    if "pyseccomp" not in sys.modules:
+        try:
+            _import_fast()
+        except OSError:
+            pass  # not the usual sonames: let pyseccomp search
     try:
         import pyseccomp
-    except (ImportError, RuntimeError) as exc:  # pyseccomp raises RuntimeError without the .so
+    except (ImportError, RuntimeError, OSError) as exc:  # RuntimeError: no libseccomp found
         raise FailedPrecondition(f"seccomp: libseccomp is not available: {exc}") from exc
     return pyseccomp
 
 
-def _action(sc: Any, action: str, errno_ret: int | None) -> int:
+def _import_fast() -> None:
+    """Import pyseccomp without ctypes.util when the standard sonames load.
+
+    pyseccomp resolves libc and libseccomp with ctypes.util.find_library,
+    whose import (subprocess, tempfile, shutil) and ldconfig fork cost tens
+    of milliseconds per container start. Their sonames are stable, so for
+    the import only, ctypes.util is a stand-in that knows them; the real
+    module is untouched (and used if it was already imported).
+    """
+    import ctypes
+    import sys
+    import types
+
+    if "ctypes.util" in sys.modules:
+        real = sys.modules["ctypes.util"].find_library
+        known = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}
+        stub = types.SimpleNamespace(find_library=lambda n: known.get(n) or real(n))
+    else:
+        ctypes.CDLL("libseccomp.so.2")  # OSError here: fall back to the real search
+        stub = types.ModuleType("ctypes.util")
+        stub.find_library = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}.get
+    saved = sys.modules.get("ctypes.util"), getattr(ctypes, "util", None)
+    sys.modules["ctypes.util"], ctypes.util = stub, stub
+    try:
+        import pyseccomp  # noqa: F401
+    finally:
+        if saved[0] is None:
+            del sys.modules["ctypes.util"]
+            del ctypes.util
+        else:
+            sys.modules["ctypes.util"], ctypes.util = saved
+
+
+def _action(sc: object, action: str, errno_ret: int | None) -> int:
     if action in ("SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD"):
         return sc.KILL_THREAD
     if action == "SCMP_ACT_KILL_PROCESS":
@@ -157,7 +196,7 @@ def _action(sc: Any, action: str, errno_ret: int | None) -> int:
     return {"SCMP_ACT_TRAP": sc.TRAP, "SCMP_ACT_ALLOW": sc.ALLOW, "SCMP_ACT_LOG": sc.LOG}[action]
 
 
-def _arg_sets(sc: Any, args: list[dict]) -> list[list[Any]]:
+def _arg_sets(sc: object, args: list[dict]) -> list[list[object]]:
     """The comparison lists to add as separate rules (see the module docstring)."""
     conds = [sc.Arg(a["index"], OPERATORS[a["op"]], a.get("value", 0), a.get("valueTwo", 0))
              for a in args]
@@ -167,7 +206,7 @@ def _arg_sets(sc: Any, args: list[dict]) -> list[list[Any]]:
     return [conds]
 
 
-def compile(seccomp: dict) -> Any:
+def compile(seccomp: dict) -> object:
     """A pyseccomp.SyscallFilter for a validated linux.seccomp object (not loaded)."""
     validate(seccomp)
     sc = prepare()

@@ -12,7 +12,7 @@ capability names and gets a profile resolved for them.
 
 from __future__ import annotations
 
-import platform
+import os
 
 # Allowed for every container. Names missing on an architecture are ignored
 # when the filter is built, so 32-bit and *_time64 variants can sit beside
@@ -163,7 +163,7 @@ def profile(capabilities: list[str] | None = None) -> dict:
         rules.append(_allow(gated))
     if "CAP_SYS_ADMIN" not in caps:
         # s390 passes clone's flags second; everywhere else first.
-        index = 1 if platform.machine() == "s390x" else 0
+        index = 1 if os.uname().machine == "s390x" else 0
         rules.append(_allow(["clone"], [
             {"index": index, "value": CLONE_NAMESPACE_FLAGS, "valueTwo": 0,
              "op": "SCMP_CMP_MASKED_EQ"}]))
@@ -173,6 +173,6 @@ def profile(capabilities: list[str] | None = None) -> dict:
     return {
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": 1,  # EPERM
-        "architectures": _ARCHES.get(platform.machine(), []),
+        "architectures": _ARCHES.get(os.uname().machine, []),
         "syscalls": rules,
     }

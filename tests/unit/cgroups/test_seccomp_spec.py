@@ -105,3 +105,15 @@ def test_default_profile_follows_capabilities():
 def test_default_profile_compiles(tmp_path):
     text = _pfc(seccomp.default_profile(), tmp_path)
     assert "action ERRNO(1)" in text or "ERRNO(1)" in text
+
+
+def test_prepare_leaves_ctypes_util_alone():
+    """The fast import must not leave its stand-in for ctypes.util behind."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom ketch.runtime import seccomp\nseccomp.prepare()\n"
+            "assert 'ctypes.util' not in sys.modules\n"
+            "import ctypes.util\nassert ctypes.util.find_library('c')\nprint('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
