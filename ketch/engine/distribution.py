@@ -21,15 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ketch.engine import db
-from ketch.engine import images as _images
 from ketch.errors import DataError, InvalidArgument, KetchError
 from ketch.oci import digest as _digest
-from ketch.oci import image_spec as spec
 from ketch.oci import reference as _ref
 from ketch.registry import config as _config
 from ketch.registry import manifest as _mf
 from ketch.registry import open_repository
-from ketch.registry.client import CHUNK_UPLOAD
 
 #: Docker's default max-concurrent-downloads / -uploads.
 MAX_DOWNLOADS = int(os.environ.get("KETCH_MAX_CONCURRENT_DOWNLOADS") or 3)
@@ -96,6 +93,9 @@ def pull(ref: str, platform: str | None = None, all_tags: bool = False,
 
 def pull_one(r: _ref.Reference, want: dict[str, str],
              progress: Progress | None = None) -> PullReport:
+    from ketch.engine import images as _images
+    from ketch.oci import image_spec as spec
+
     repo = open_repository(r.domain, r.path)
     conn = db.connect()
     try:
@@ -107,7 +107,7 @@ def pull_one(r: _ref.Reference, want: dict[str, str],
         for data, dig in ((resolved.index_bytes, resolved.index_digest),
                           (resolved.manifest_bytes, resolved.manifest_digest)):
             if data is not None and not content.exists(dig):
-                content.put(data, dig)
+                _store_bytes(content, data, dig)
         cfg = resolved.config
         before = store.resolve_id(str(r))
         known = before is not None and before == cfg["digest"]
@@ -170,6 +170,15 @@ def _pull_layers(repo, store, layers: list[dict], diff_ids: list[str],
     return True
 
 
+def _store_bytes(content, data: bytes, dig: str) -> None:
+    """Commit a small blob; a concurrent pull may have committed it first."""
+    with content.writer(dig, dig, len(data)) as w:
+        if not w.exists:
+            w.truncate()
+            w.write(data)
+        w.commit()
+
+
 class _Stopped(KetchError):
     pass
 
@@ -190,7 +199,8 @@ def _fetch(repo, content, descs: list[dict], progress: Progress | None,
             _emit(progress, short, "Downloading", done[0], desc["size"])
 
         with content.writer(desc["digest"], desc["digest"], desc["size"]) as w:
-            if w.exists:
+            if w.exists:  # another pull committed it while we waited for the lock
+                w.commit()
                 continue
             repo.fetch_blob(desc, w, tick if progress or stop else None)
             try:
@@ -207,6 +217,9 @@ def push(ref: str, progress: Progress | None = None) -> PushReport:
     r = _parse(ref)
     if r.digest:
         raise InvalidArgument(f"push {ref}: cannot push a digest reference")
+    from ketch.engine import images as _images
+    from ketch.oci import image_spec as spec
+
     conn = db.connect()
     repo = open_repository(r.domain, r.path)
     try:
@@ -272,6 +285,8 @@ def _push_blob(repo, content, desc: dict, sources: list[str],
     def tick(n: int) -> None:
         done[0] += n
         _emit(progress, short, "Pushing", done[0], size)
+    from ketch.registry.client import CHUNK_UPLOAD
+
     chunk = int(os.environ.get("KETCH_PUSH_CHUNK_SIZE") or CHUNK_UPLOAD)
     repo.upload_blob(desc, lambda: content.open(dig), tick, upload_url=upload_url,
                      chunk_size=chunk)

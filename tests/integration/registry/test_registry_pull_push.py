@@ -135,3 +135,20 @@ def test_docker_schema2_manifest_pulls(registry, layout, ketch):
     assert out.returncode == 0, out.stderr
     rec, _ = _image(f"{registry.host}/lib/docker:1")
     assert rec.manifest_media_type == spec.DOCKER_MANIFEST
+
+
+def test_two_concurrent_pulls_of_one_image(registry, layout, ketch_env):
+    """Same root, same time: both succeed, every blob is written once and verifies."""
+    from tests.conftest import command
+    ref = f"{registry.host}/lib/bb:1"
+    procs = [subprocess.Popen([command("ketch"), "pull", "-q", ref], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    rec, store = _image(ref)
+    assert rec.id == layout[1]["config_digest"]
+    blobs = dict(store.content.walk())
+    for d in [layout[1]["config"], *layout[1]["layers"]]:
+        assert blobs[d["digest"]] == d["size"]
+        assert store.content.verify(d["digest"]) is None
+    assert store.content.ingests() == []

@@ -1,0 +1,120 @@
+"""Pull speed: `ketch pull` vs `skopeo copy` + `umoci unpack`, same image, same run.
+
+A ~100 MB (compressed) image of several layers (busybox, then layers of many
+files, mostly incompressible with some text) is pushed into a local
+docker-registry (127.0.0.1, plain http). Each round pulls it from scratch:
+
+    ketch   ketch pull -q <ref>            fresh KETCH_ROOT: blobs + layer snapshots, ready to run
+    skopeo  skopeo copy docker://<ref> oci:<dir>:t  then  umoci unpack --image <dir>:t <bundle>
+
+Usage: .venv/bin/python bench/pull_registry.py [--rounds 3] [--mb 100] [--json out.json]
+Prints a Markdown table (median wall time, throughput over the compressed size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.integration.registry.registry_images import (  # noqa: E402
+    build_layout,
+    busybox_files,
+    skopeo_push,
+)
+from tests.integration.registry.registry_servers import start_registry  # noqa: E402
+
+KETCH = str(REPO / ".venv" / "bin" / "ketch")
+
+
+def make_layers(total_mb: int, n_layers: int = 4) -> list[dict]:
+    rnd = random.Random(42)
+    words = [b"alpha", b"beta", b"gamma", b"delta", b"kernel", b"layer", b"overlay"]
+    layers = [busybox_files()]
+    per_layer = (total_mb << 20) // n_layers
+    for i in range(n_layers):
+        files: dict = {f"data{i}": None}
+        size, n = 0, 0
+        while size < per_layer:
+            if n % 4 == 3:  # some compressible text, like configs and scripts
+                data = b" ".join(rnd.choice(words) for _ in range(8000))
+            else:
+                data = os.urandom(rnd.randint(20_000, 400_000))
+            files[f"data{i}/f{n:05d}"] = data
+            size += len(data)
+            n += 1
+        layers.append(files)
+    return layers
+
+
+def timed(cmds: list[list[str]], env: dict) -> float:
+    t0 = time.perf_counter()
+    for cmd in cmds:
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--mb", type=int, default=100)
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    for tool in ("skopeo", "umoci", "docker-registry"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} is not installed")
+    work = Path(tempfile.mkdtemp(prefix="ketch-bench-pull-"))
+    reg = start_registry(work / "registry")
+    try:
+        manifest = build_layout(work / "layout", make_layers(args.mb), compresslevel=1)
+        compressed = sum(d["size"] for d in manifest["layers"])
+        ref = f"{reg.host}/bench/pull:1"
+        skopeo_push(work / "layout", "latest", ref)
+        results: dict[str, list[float]] = {"ketch": [], "skopeo+umoci": []}
+        for r in range(args.rounds):
+            round_dir = work / f"round{r}"
+            env = dict(os.environ, KETCH_ROOT=str(round_dir / "ketch-root"),
+                       KETCH_RUNROOT=str(round_dir / "ketch-run"),
+                       KETCH_CONFIG=str(round_dir / "ketch-config"))
+            results["ketch"].append(timed([[KETCH, "pull", "-q", ref]], env))
+            oci = round_dir / "oci"
+            results["skopeo+umoci"].append(timed([
+                ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}",
+                 f"oci:{oci}:t"],
+                ["umoci", "unpack", "--image", f"{oci}:t", str(round_dir / "bundle")]], env))
+            shutil.rmtree(round_dir)
+        mb = compressed / 1e6
+        rows = []
+        for name, times in results.items():
+            med = statistics.median(times)
+            rows.append((name, med, mb / med, times))
+        base = rows[1][1]
+        print(f"image: {len(manifest['layers'])} layers, {mb:.1f} MB compressed; "
+              f"{args.rounds} rounds, median")
+        print("| tool | wall (s) | MB/s | speed-up vs skopeo+umoci | runs (s) |")
+        print("|---|---|---|---|---|")
+        for name, med, tput, times in rows:
+            print(f"| {name} | {med:.2f} | {tput:.1f} | {base / med:.2f}x | "
+                  f"{', '.join(f'{t:.2f}' for t in times)} |")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"compressed_bytes": compressed,
+                                                   "results": results}, indent=1))
+    finally:
+        reg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
