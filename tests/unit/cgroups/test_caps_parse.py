@@ -64,3 +64,59 @@ def test_current_reads_status():
     now = caps.current()
     assert set(now) == {"inheritable", "permitted", "effective", "bounding", "ambient"}
     assert now["effective"] & ~now["permitted"] == 0  # effective is always a subset of permitted
+
+
+class Recorder:
+    """A stand-in for ketch._sys.caps that records calls (youki's recording syscall layer)."""
+
+    def __init__(self, bounding: set[int]):
+        self.bounding = set(bounding)
+        self.calls: list[tuple] = []
+
+    def bounding_has(self, cap):
+        return cap in self.bounding
+
+    def bounding_drop(self, cap):
+        self.calls.append(("drop", cap))
+        self.bounding.discard(cap)
+
+    def capset(self, e, p, i):
+        self.calls.append(("capset", e, p, i))
+
+    def ambient_clear_all(self):
+        self.calls.append(("ambient_clear",))
+
+    def ambient_raise(self, cap):
+        self.calls.append(("ambient_raise", cap))
+
+
+def test_drop_bounding_drops_only_what_is_held_and_not_kept(monkeypatch):
+    rec = Recorder({0, 5, 21, 24})
+    monkeypatch.setattr(caps, "_sys", rec)
+    monkeypatch.setattr(caps, "_last_cap", 40)
+    caps.drop_bounding({0, 5})
+    assert rec.calls == [("drop", 21), ("drop", 24)]
+
+
+def test_set_sets_and_ambient_order(monkeypatch):
+    rec = Recorder(set())
+    monkeypatch.setattr(caps, "_sys", rec)
+    caps.set_sets({0, 5}, {0, 5, 10}, {10})
+    caps.set_ambient({10, 12})
+    assert rec.calls == [("capset", 0b100001, 0b10000100001, 0b10000000000),
+                         ("ambient_clear",), ("ambient_raise", 10), ("ambient_raise", 12)]
+
+
+def test_bounding_drop_failure_names_the_capability(monkeypatch):
+    rec = Recorder({21})
+
+    def refuse(cap):
+        raise OSError(1, "Operation not permitted")
+
+    rec.bounding_drop = refuse
+    monkeypatch.setattr(caps, "_sys", rec)
+    monkeypatch.setattr(caps, "_last_cap", 40)
+    from ketch.errors import FailedPrecondition
+
+    with pytest.raises(FailedPrecondition, match="drop CAP_SYS_ADMIN from the bounding set"):
+        caps.drop_bounding(set())
