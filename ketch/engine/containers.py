@@ -179,12 +179,16 @@ def all_containers(conn: sqlite3.Connection) -> list[Container]:
 
 
 def process_start(pid: int) -> str:
-    """The start time of a pid (field 22 of /proc/pid/stat): tells a pid reused apart."""
+    """The start time of a live pid (field 22 of /proc/pid/stat): tells a pid reused apart.
+
+    A zombie counts as gone ("" ): it has exited, whoever fails to reap it.
+    """
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
         return ""
+    return "" if len(fields) < 20 or fields[0] in ("Z", "X") else fields[19]
 
 
 def monitor_alive(c: Container) -> bool:

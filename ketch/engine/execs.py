@@ -32,7 +32,7 @@ def process_spec(c: Container, args: list[str], *, env: list[str], user: str, wo
     if workdir:
         proc["cwd"] = workdir
     if privileged:
-        caps = list(spec.ALL_CAPS)
+        caps = spec.host_caps()
         proc["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
     return proc
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from ketch import paths
-from ketch.engine import containers, monitor, ocicli, rootfs, spec
+from ketch.engine import containers, events, monitor, ocicli, rootfs, spec
 from ketch.engine.containers import Container
 from ketch.engine.options import CreateOptions
 from ketch.errors import Conflict, KetchError, NotFound
@@ -69,6 +69,7 @@ def create(conn: sqlite3.Connection, opts: CreateOptions) -> Container:
                 volumes.create(conn, m.source, anonymous=len(m.source) == 64)
         containers.update(conn, cid, rootfs=mounts)
         undo.pop_all()
+    events.emit("container", "create", cid, name=name, image=opts.image)
     return containers.get(conn, cid)
 
 
@@ -170,6 +171,7 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False):
                               error="", oom_killed=0, started_at=time.time(),
                               finished_at=0, manually_stopped=0)
             undo.pop_all()
+        events.emit("container", "start", c.id, name=c.name, image=c.image)
         if opts.health and not opts.no_healthcheck or _image_health(c):
             _spawn_health(c.id)
         return sock
@@ -281,6 +283,9 @@ def cleanup(conn: sqlite3.Connection, cid: str, *, foreground: bool = False) -> 
         containers.update(conn, cid, status="exited", exit_code=code, oom_killed=int(oom),
                           finished_at=now, pid=0, monitor_pid=0)
         c = containers.get(conn, cid)
+    events.emit("container", "die", cid, name=c.name, image=c.image, exitCode=str(code))
+    if oom:
+        events.emit("container", "oom", cid, name=c.name, image=c.image)
     if c.options.auto_remove:
         remove(conn, c, force=True)
         return code
@@ -320,6 +325,7 @@ def kill(conn: sqlite3.Connection, c: Container, sig: str = "KILL") -> None:
         from ketch.errors import InvalidArgument
         raise InvalidArgument(f"Invalid signal: {sig}")
     ocicli.run(c.options.runtime, "kill", c.id, name)
+    events.emit("container", "kill", c.id, name=c.name, image=c.image, signal=name)
 
 
 def remove(conn: sqlite3.Connection, c: Container, *, force: bool = False,
@@ -345,6 +351,7 @@ def remove(conn: sqlite3.Connection, c: Container, *, force: bool = False,
         shutil.rmtree(bundle_dir(c.id), ignore_errors=True)
         monitor.forget(c.id)
         containers.delete(conn, c.id)
+    events.emit("container", "destroy", c.id, name=c.name, image=c.image)
     if volumes_too:
         for m in c.options.mounts:
             if m.type == "volume" and len(m.source) == 64:

@@ -28,6 +28,14 @@ ALL_CAPS = DEFAULT_CAPS + [
     "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_LEASE", "CAP_AUDIT_CONTROL",
     "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
     "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
+# Capability numbers, in kernel order (for reading the host's bounding set).
+CAP_ORDER = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+             "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST",
+             "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO",
+             "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+             "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE",
+             "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM",
+             "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE"]
 MASKED = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
           "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
           "/sys/firmware", "/sys/devices/virtual/powercap"]
@@ -102,20 +110,31 @@ def build(cid: str, opts: CreateOptions, image_config: dict, rootfs: str,
         "root": {"path": "rootfs", "readonly": opts.read_only},
         "hostname": hostname,
         "mounts": _base_mounts(opts) + mounts + _init_mount(opts),
-        "linux": _linux(cid, opts),
+        "linux": _linux(cid, opts, caps),
     }
+
+
+def host_caps() -> list[str]:
+    """ALL_CAPS limited to what this host's bounding set still has (a container can't gain more)."""
+    try:
+        with open("/proc/self/status") as f:
+            bnd = int(next(ln for ln in f if ln.startswith("CapBnd:")).split()[1], 16)
+    except (OSError, StopIteration, ValueError):
+        return list(ALL_CAPS)
+    have = {"CAP_" + n for i, n in enumerate(CAP_ORDER) if bnd >> i & 1}
+    return [c for c in ALL_CAPS if c in have]
 
 
 def _capabilities(opts: CreateOptions) -> list[str]:
     if opts.privileged:
-        return list(ALL_CAPS)
+        return host_caps()
     norm = [c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()
             for c in (*opts.cap_add, *opts.cap_drop)]
     for c in norm:
         if c != "CAP_ALL" and c not in ALL_CAPS:
             raise InvalidArgument(f'unknown capability: "{c}"')
     add, drop = norm[:len(opts.cap_add)], norm[len(opts.cap_add):]
-    caps = list(ALL_CAPS) if "CAP_ALL" in add else list(DEFAULT_CAPS)
+    caps = host_caps() if "CAP_ALL" in add else list(DEFAULT_CAPS)
     caps = [c for c in caps if "CAP_ALL" not in drop and c not in drop]
     caps += [c for c in add if c != "CAP_ALL" and c not in caps]
     return caps
@@ -157,7 +176,7 @@ def _init_mount(opts: CreateOptions) -> list[dict]:
              "options": ["rbind", "ro", "nosuid", "nodev"]}]
 
 
-def _linux(cid: str, opts: CreateOptions) -> dict:
+def _linux(cid: str, opts: CreateOptions, caps: list[str]) -> dict:
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if opts.network != "host":
         namespaces.append({"type": "network"})
@@ -171,7 +190,7 @@ def _linux(cid: str, opts: CreateOptions) -> dict:
     if not opts.privileged:
         linux["maskedPaths"] = list(MASKED)
         linux["readonlyPaths"] = list(READONLY)
-        seccomp = _seccomp(opts.seccomp)
+        seccomp = _seccomp(opts.seccomp, caps)
         if seccomp:
             linux["seccomp"] = seccomp
     for dev in opts.devices:
@@ -217,7 +236,7 @@ def resources(opts: CreateOptions) -> dict:
     return res
 
 
-def _seccomp(setting: str) -> dict | None:
+def _seccomp(setting: str, caps: list[str]) -> dict | None:
     if setting == "unconfined":
         return None
     if setting:
@@ -230,7 +249,8 @@ def _seccomp(setting: str) -> dict | None:
         from ketch.runtime import seccomp
     except ImportError:
         return None
-    return seccomp.default_profile()
+    # Docker widens its default profile for the capabilities granted (e.g. SYS_ADMIN).
+    return seccomp.default_profile(caps)
 
 
 def docker_profile_to_spec(profile: dict) -> dict:
