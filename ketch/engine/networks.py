@@ -184,8 +184,13 @@ def disconnect(conn: sqlite3.Connection, network: str, container: str) -> None:
     manage.disconnect(_ready(conn), network, container)
 
 
-def reconcile(conn: sqlite3.Connection) -> dict:
-    """Remove what a crash left: dead containers' leases/rules/DNS, orphaned veths/bridges."""
+def reconcile(conn: sqlite3.Connection, full: bool = False) -> dict:
+    """Remove what a crash left: dead containers' leases/rules/DNS, orphaned veths/bridges.
+
+    Cheap when nothing is wrong (reads /proc and /sys), so any command may
+    call it first; full=True (for `system prune`) also reloads the nftables
+    table and restores bridges. Returns {"containers", "veths", "bridges"}.
+    """
     from ketch.network import reconcile as rec
 
-    return rec.reconcile(_ready(conn))
+    return rec.reconcile(_ready(conn), full)

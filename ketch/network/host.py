@@ -82,13 +82,39 @@ def taken_subnets(conn: sqlite3.Connection, skip_bridge: str = "") -> list:
     return taken
 
 
-def bring_up(net: dict) -> None:
-    """Make the network's bridge exist with its gateway address (idempotent)."""
+def bring_up(net: dict, conn: sqlite3.Connection | None = None) -> None:
+    """Make the network's bridge exist with its gateway address (idempotent).
+
+    The default bridge exists only while used, so by the time it comes back
+    something else (another root's bridge, a VPN) may have taken its subnet:
+    then, unless the subnet was configured, it moves to a free one.
+    """
+    if conn is not None and net["name"] == "bridge" and not link.exists(net["bridge"]) \
+            and not os.environ.get("KETCH_BRIDGE_SUBNET"):
+        _repick_default(conn, net)
     subnet = ipam.IPv4Network(net["subnet"])
     if not net["internal"]:
         link.enable_forwarding()
     mtu = int(net["options"].get("com.docker.network.driver.mtu") or link.DEFAULT_MTU)
     link.ensure_bridge(net["bridge"], net["gateway"], subnet.prefixlen, mtu)
+
+
+def _repick_default(conn: sqlite3.Connection, net: dict) -> None:
+    from ketch.errors import Conflict
+
+    if store.endpoints(conn, network_id=net["id"]):
+        return  # leases were given from this subnet: never move it under them
+    taken = taken_subnets(conn, skip_bridge=net["bridge"])
+    resolvers = files.host_resolv()["nameservers"]
+    try:
+        ipam.check_free(ipam.IPv4Network(net["subnet"]), taken, resolvers)
+        return
+    except Conflict:
+        pass
+    subnet = ipam.pick_subnet(taken, resolvers)
+    net.update(subnet=str(subnet), gateway=str(ipam.default_gateway(subnet)))
+    conn.execute("UPDATE networks SET subnet = ?, gateway = ? WHERE id = ?",
+                 (net["subnet"], net["gateway"], net["id"]))
 
 
 def active_networks(conn: sqlite3.Connection) -> list[dict]:

@@ -126,10 +126,10 @@ def _validate(opts: dict, nets: list[dict]) -> list[dict]:
 def _attach_bridge(conn, base: dict, nets: list[dict], opts: dict) -> dict:
     bindings = _validate(opts, nets)
     cid = base["container_id"]
+    user_nets = [n["id"] for n in nets if n["name"] != "bridge"]
     with store.host_lock(), contextlib.ExitStack() as undo:
         undo.callback(_rollback, conn, cid)
-        sb = dict(base, mode="bridge")
-        _insert_sandbox(conn, sb)
+        _insert_sandbox(conn, dict(base, mode="bridge"))
         for i, net in enumerate(nets):
             plug(conn, cid, net, base["netns"], i, opts if i == 0 else {})
         primary = store.endpoints(conn, container_id=cid)[0]
@@ -140,11 +140,14 @@ def _attach_bridge(conn, base: dict, nets: list[dict], opts: dict) -> dict:
         conn.execute("UPDATE sandboxes SET ports = ? WHERE container_id = ?",
                      (json.dumps(resolved), cid))
         host.sync_rules(conn)
-        user_nets = [n["id"] for n in nets if n["name"] != "bridge"]
-        dns_pid = None
+        for nid in user_nets:
+            host.write_names(conn, nid)
+        undo.pop_all()
+    # The DNS server starts outside the host lock (it takes a Python start-up);
+    # if it fails, detach undoes everything above.
+    dns_pid = None
+    try:
         if user_nets:
-            for nid in user_nets:
-                host.write_names(conn, nid)
             host.write_dns_config(cid, user_nets, files.upstreams(opts.get("dns")))
             dns_pid = host.start_dns(cid, base["netns"], base["pid"])
         addrs = [e["ip"] for e in store.endpoints(conn, container_id=cid)]
@@ -156,7 +159,11 @@ def _attach_bridge(conn, base: dict, nets: list[dict], opts: dict) -> dict:
         files.write_in_place(opts.get("hosts_path"), hosts_text)
         files.write_in_place(opts.get("resolv_conf_path"), resolv_text)
         files.write_in_place(opts.get("hostname_path"), base["hostname"] + "\n")
-        undo.pop_all()
+    except BaseException:
+        if dns_pid:
+            host.stop_dns(dns_pid, cid)
+        detach(conn, cid)
+        raise
     return settings(conn, cid)
 
 
@@ -177,7 +184,7 @@ def plug(conn, cid: str, net: dict, netns: str, index: int, opts: dict) -> dict:
         if ep["network_id"] == net["id"]:
             raise Conflict(f"endpoint with name {cid[:12]} already exists in network "
                            f"{net['name']}")
-    host.bring_up(net)
+    host.bring_up(net, conn)
     subnet = ipam.IPv4Network(net["subnet"])
     with store.transaction(conn):
         used = {e["ip"] for e in store.endpoints(conn, network_id=net["id"])}
