@@ -112,7 +112,7 @@ def _launch(d: Path, cid: str, kernel, plan: spec.Plan, stdio) -> subprocess.Pop
     launch = {"vmlinux": str(kernel.vmlinux), "initrd": str(initrd), "accel": accel_name,
               "cpus": plan.cpus, "memory_mib": plan.memory_mib, "root_image": str(image),
               "shares": [(str(s), dest, ro) for s, dest, ro in plan.shares],
-              "hostfwd": plan.hostfwd, "deadline": boot_deadline(accel_name),
+              "hostfwd": plan.hostfwd, "netns": plan.netns, "deadline": boot_deadline(accel_name),
               "process": plan.process.__dict__}
     (d / "launch.json").write_text(json.dumps(launch))
     r, w = os.pipe()

@@ -77,6 +77,13 @@ class Shim:
             raise FailedPrecondition(self._boot_error(f"guest init: {got[2].decode(errors='replace')}"))
         # QEMU has read the initrd into guest memory; the per-run copy can go.
         Path(self.launch["initrd"]).unlink(missing_ok=True)
+        if self.launch.get("netns"):
+            # QEMU (and its user networking) stays in the host's namespace; the
+            # shim, whose pid is the container's, moves to a private one so a
+            # network attached to /proc/<pid>/ns/net never touches the host.
+            # No other thread exists yet: unshare applies to the whole shim.
+            from ketch._sys import ns
+            ns.unshare(ns.CLONE_NEWNET)
         # Listen before reporting "ok": `start` connects right after.
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(self.dir / "shim.sock"))
@@ -170,8 +177,10 @@ class Shim:
             self.started = True
             (self.dir / "started").touch()
             process = proto.Process(**self.launch["process"])
+            if process.terminal:
+                process.rows, process.cols = _winsize(0)
             self.send(proto.frame(proto.EXEC, 1, process.encode()))
-            threading.Thread(target=self._stdin, args=(process.terminal,), daemon=True).start()
+            threading.Thread(target=self._stdin, daemon=True).start()
             conn.sendall(b'{"ok": true}\n')
         elif op == "kill":
             signo = int(req.get("signal", signal.SIGTERM))
@@ -204,9 +213,7 @@ class Shim:
         except OSError:
             pass
 
-    def _stdin(self, terminal: bool) -> None:
-        if terminal:
-            _tty_setup(self)
+    def _stdin(self) -> None:
         while True:
             try:
                 data = os.read(0, 65536)
@@ -220,9 +227,15 @@ class Shim:
                 return
 
 
+def _winsize(fd: int) -> tuple[int, int]:
+    rows, cols = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+    return rows or 24, cols or 80
+
+
 def _tty_setup(shim: Shim) -> None:
     """fd 0 is the host pty slave: raw (the guest's pty does the line discipline),
-    our controlling terminal, so a resize of the caller's master reaches the guest."""
+    our controlling terminal, so a resize of the caller's master reaches the guest.
+    Runs in the main thread: only it may install signal handlers."""
     attrs = termios.tcgetattr(0)
     attrs[0] = attrs[1] = attrs[3] = 0
     attrs[6][termios.VMIN], attrs[6][termios.VTIME] = 1, 0
@@ -233,10 +246,9 @@ def _tty_setup(shim: Shim) -> None:
         pass
 
     def resized(*_):
-        rows, cols = struct.unpack("HHHH", fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))[:2]
-        shim.send(proto.resize_frame(1, rows, cols))
+        if shim.started:
+            shim.send(proto.resize_frame(1, *_winsize(0)))
     signal.signal(signal.SIGWINCH, resized)
-    resized()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -261,6 +273,8 @@ def main() -> None:
         shim.teardown()
         os.write(ready_fd, f"error {exc}".encode())
         os._exit(1)
+    if launch["process"].get("terminal"):
+        _tty_setup(shim)
     os.write(ready_fd, b"ok")
     os.close(ready_fd)
     code = shim.serve()

@@ -15,6 +15,11 @@ Annotations the engine may set:
     ketch.vm.network    "user" (default: QEMU user networking) or "none"
     ketch.vm.ports      published ports as QEMU hostfwd rules, comma separated,
                         e.g. "tcp:127.0.0.1:8080-:80,udp::5353-:53"
+
+A new network namespace in linux.namespaces gives the shim (the container's
+pid) a private, empty one: whatever the engine attaches to /proc/<pid>/ns/net
+lands there, never in the host's; the guest's own traffic goes through QEMU
+user networking, and published ports through ketch.vm.ports.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class Plan:
     files: list[tuple[Path, str]] = field(default_factory=list)         # (host file, dest)
     tmpfs: list[str] = field(default_factory=list)
     hostfwd: list[str] | None = field(default_factory=list)
+    netns: bool = False        # config asks for a new network namespace (see shim.py)
     annotations: dict[str, str] = field(default_factory=dict)
 
 
@@ -129,6 +135,8 @@ def plan(bundle: Path) -> Plan:
              readonly=bool(root.get("readonly")), hostname=cfg.get("hostname") or "",
              cpus=vcpus(resources), memory_mib=memory_mib(resources), annotations=annotations)
     _mounts(p, cfg.get("mounts") or [])
+    p.netns = any(ns.get("type") == "network" and not ns.get("path")
+                  for ns in (cfg.get("linux") or {}).get("namespaces") or [])
     network = annotations.get("ketch.vm.network", "user")
     if network == "none":
         p.hostfwd = None

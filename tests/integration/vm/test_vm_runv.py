@@ -126,3 +126,69 @@ def test_vm_boot_deadline_reports_console_and_kills_qemu(runv, tmp_path: Path):
     assert msg.count("\n") == 1
     assert not (runv.root / "slow").exists()
     assert vm_processes(str(tmp_path)) == []
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_vm_terminal_and_published_port(runv, tmp_path: Path):
+    import select
+    import socket
+    import threading
+    import urllib.request
+
+    port = _free_port()
+    bundle = make_bundle(tmp_path, ["sh"], annotations={
+        "ketch.vm.network": "user", "ketch.vm.ports": f"tcp:127.0.0.1:{port}-:8080"})
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = True
+    (bundle / "config.json").write_text(json.dumps(config))
+    www = bundle / "rootfs" / "www"
+    www.mkdir()
+    (www / "index.html").write_text("served from the guest\n")
+
+    console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    console.bind(str(tmp_path / "console.sock"))
+    console.listen(1)
+    got = {}
+
+    def receive():
+        conn, _ = console.accept()
+        _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+        got["master"] = fds[0]
+        conn.close()
+    t = threading.Thread(target=receive)
+    t.start()
+    r = runv("create", "--bundle", str(bundle), "--console-socket", str(tmp_path / "console.sock"), "vm3")
+    t.join(10)
+    assert r.returncode == 0, r.stderr
+    master = got["master"]
+    try:
+        assert runv("start", "vm3").returncode == 0
+        os.write(master, b"httpd -p 8080 -h /www; tty; echo marker-$((6*7))\n")
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b"marker-42" not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 1)[0]:
+                seen += os.read(master, 4096)
+        assert b"marker-42" in seen, seen
+        assert b"/dev/pts/0" in seen
+        body = None
+        for _ in range(50):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body == b"served from the guest\n"
+        os.write(master, b"exit 3\n")
+        assert _wait_for(lambda: json.loads(runv("state", "vm3").stdout)["status"] == "stopped")
+        assert json.loads(runv("state", "vm3").stdout)["exitCode"] == 3
+    finally:
+        os.close(master)
+        console.close()
+        runv("delete", "--force", "vm3")
