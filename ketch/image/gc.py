@@ -95,45 +95,46 @@ def _pid_alive(pid: str) -> bool:
 
 def remove_image(store: ImageStore, name: str, force: bool = False,
                  prune: bool = True) -> list[dict[str, str]]:
-    """`docker rmi`: untag a name, delete the image when no name is left.
+    """`docker rmi`: drop one reference; delete the image when none is left.
 
-    Returns Docker's report lines as [{"Untagged": ...}, {"Deleted": ...}]."""
+    By tag or name@digest: that reference. By ID: every name (refused without
+    force when there are several). Refused when a container uses the image and
+    its last reference would go, unless forced. Returns Docker's report lines
+    as [{"Untagged": ...}, {"Deleted": ...}]."""
+    from ketch.oci import reference
+
     rec = store.resolve(name)
-    out: list[dict[str, str]] = []
-    by_id = store.resolve_id(name) == rec.id and not any(
-        t == name or _same_ref(t, name) for t in rec.repo_tags)
-    users = store.users(rec.id)
-    if by_id and len(rec.repo_tags) > 1 and not force:
+    ref = reference.try_parse(name)
+    named = ref is not None and (ref.familiar() in rec.repo_tags or (
+        ref.digest is not None and f"{ref.familiar_name()}@{ref.digest}" in rec.repo_digests))
+    refs = len(rec.repo_tags) + (0 if rec.repo_tags else len(rec.repo_digests))
+    if not named and len(rec.repo_tags) > 1 and not force:
         raise Conflict(f"conflict: unable to delete {rec.id[7:19]} (must be forced) - "
                        f"image is referenced in multiple repositories")
-    if users and not force:
-        if by_id or len(rec.repo_tags) <= 1:
-            raise Conflict(f"conflict: unable to remove repository reference {name!r} "
-                           f"(must force) - container {users[0][:12]} is using its "
-                           f"referenced image {rec.id[7:19]}")
-    names = rec.repo_tags if by_id else [name]
-    for n in names:
-        if store.untag(n):
-            out.append({"Untagged": _familiar(n)})
-    if not store.get(rec.id).repo_tags:
+    users = store.users(rec.id)
+    if users and not force and (not named or refs <= 1):
+        raise Conflict(f"conflict: unable to remove repository reference {name!r} "
+                       f"(must force) - container {users[0][:12]} is using its "
+                       f"referenced image {rec.id[7:19]}")
+    out: list[dict[str, str]] = []
+    if named and ref.digest:
+        store.conn.execute("DELETE FROM repo_digests WHERE repo=? AND digest=? AND image_id=?",
+                           (ref.name, ref.digest, rec.id))
+        out.append({"Untagged": ref.familiar()})
+    else:
+        for tag in [ref.familiar()] if named else rec.repo_tags:
+            store.untag(tag)
+            out.append({"Untagged": tag})
+    left = store.get(rec.id)
+    if not left.repo_tags:
+        # The last tag takes the digest references with it, as in Docker.
+        for d in left.repo_digests:
+            out.append({"Untagged": d})
         store.delete(rec.id)
         out.append({"Deleted": rec.id})
         if prune:
             collect(store)
     return out
-
-
-def _same_ref(tag: str, name: str) -> bool:
-    from ketch.oci import reference
-
-    r = reference.try_parse(name)
-    return r is not None and r.familiar() == tag
-
-
-def _familiar(name: str) -> str:
-    from ketch.oci import reference
-
-    return reference.parse(name).familiar()
 
 
 def prune(store: ImageStore, all_images: bool = False) -> tuple[list[dict[str, str]], int]:

@@ -142,6 +142,10 @@ def store_stream(store: ImageStore, stream: IO[bytes], ref: str) -> tuple[str, s
 
 def import_tar(store: ImageStore, stream: IO[bytes], source: str, name: str | None,
                changes: list[str], message: str = "", platform: str | None = None) -> ImageRecord:
+    if name:
+        from ketch.oci import reference
+
+        reference.parse(name)  # a bad name fails before any work
     inner = apply_changes({}, changes)
     extra = {}
     if platform:

@@ -1,0 +1,116 @@
+"""The image index over SQLite: names, removal rules, GC by reachability, check, df.
+
+Runs on the copy snapshotter in a temp root, so it needs neither root nor overlay.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sqlite3
+import tarfile
+
+import pytest
+
+from ketch.errors import Conflict, NotFound
+from ketch.image import gc, importer
+from ketch.image.store import ImageStore
+
+
+def _tar(files: dict[str, bytes]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("KETCH_SNAPSHOTTER", "copy")
+    conn = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys=ON")
+    yield ImageStore(conn, tmp_path)
+    conn.close()
+
+
+def _base(store, name="base:1", files=None):
+    return importer.import_tar(store, _tar(files or {"bin/tool": b"x" * 5000}), "-", name, [])
+
+
+def test_names_resolve_like_docker(store):
+    rec = _base(store, "busybox")
+    assert rec.repo_tags == ["busybox:latest"]
+    for name in ("busybox", "busybox:latest", "docker.io/library/busybox:latest",
+                 rec.id, rec.id[7:], rec.id[7:19], rec.id[7:11]):
+        assert store.resolve(name).id == rec.id, name
+    with pytest.raises(NotFound, match="No such image: busybox:2"):
+        store.resolve("busybox:2")
+
+
+def test_layers_are_shared_between_images(store):
+    base = _base(store)
+    child = importer.create_image(store, base, None, {"Cmd": ["x"]}, ["child:1"],
+                                  {"created_by": "CMD x"})
+    assert child.chain == base.chain and child.id != base.id
+    df = gc.disk_usage(store)
+    shared = {i["Id"]: i["SharedSize"] for i in df["Images"]}
+    assert shared[base.id] == shared[child.id] == base.size > 0
+    assert df["LayersSize"] == base.size   # counted once, not twice
+
+
+def test_rmi_rules(store):
+    rec = _base(store, "a:1")
+    store.tag(rec.id, "b:1")
+    with pytest.raises(Conflict, match="referenced in multiple repositories"):
+        gc.remove_image(store, rec.id[7:19])
+    assert gc.remove_image(store, "a:1") == [{"Untagged": "a:1"}]
+    store.conn.execute("INSERT INTO snapshots(key, parent, kind, image_id, snapshotter, created)"
+                       " VALUES ('ctr', ?, 'active', ?, 'copy', 0)", (rec.chain[0][7:], rec.id))
+    with pytest.raises(Conflict, match="container ctr is using"):
+        gc.remove_image(store, "b:1")
+    out = gc.remove_image(store, "b:1", force=True)
+    assert out == [{"Untagged": "b:1"}, {"Deleted": rec.id}]
+    # The container still holds the layer: GC keeps it.
+    assert store.snap.exists(rec.chain[0][7:])
+    store.conn.execute("DELETE FROM snapshots WHERE key='ctr'")
+    assert gc.collect(store) > 0
+    assert not store.snap.exists(rec.chain[0][7:]) and list(store.content.walk()) == []
+
+
+def test_prune_dangling_then_all(store):
+    keep = _base(store, "keep:1", {"a": b"1"})
+    dangling = _base(store, "gone:1", {"b": b"2"})
+    store.untag("gone:1")
+    report, freed = gc.prune(store)
+    assert report == [{"Deleted": dangling.id}] and freed > 0
+    assert store.resolve("keep:1").id == keep.id
+    report, _ = gc.prune(store, all_images=True)
+    assert {"Deleted": keep.id} in report and store.summaries() == []
+
+
+def test_check_finds_corruption_and_missing_pieces(store):
+    rec = _base(store)
+    assert gc.check(store) == []
+    blob = rec.layers[0]["blob"]
+    path = store.content.path(blob)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"corrupt")
+    store.snap.remove(rec.chain[0][7:])
+    problems = gc.check(store)
+    assert any(p.startswith(f"blob {blob}: content hashes to") for p in problems)
+    assert any("layer snapshot" in p and "missing" in p for p in problems)
+
+
+def test_unknown_change_and_bad_name_change_nothing(store):
+    from ketch.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument):
+        importer.import_tar(store, _tar({"a": b"1"}), "-", "x:1", ["RUN true"])
+    with pytest.raises(InvalidArgument):
+        importer.import_tar(store, _tar({"a": b"1"}), "-", "Bad Name", [])
+    assert store.summaries() == []
