@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ketch.engine import db
-from ketch.errors import DataError, InvalidArgument, KetchError
+from ketch.errors import DataError, InvalidArgument, KetchError, NotFound
 from ketch.oci import digest as _digest
 from ketch.oci import reference as _ref
 from ketch.registry import config as _config
@@ -87,12 +87,15 @@ def pull(ref: str, platform: str | None = None, all_tags: bool = False,
             repo.t.close()
         if not tags:
             raise DataError(f"repository {r.familiar_name()} has no tags")
-        return [pull_one(r.with_tag(t), want, progress) for t in sorted(tags)]
-    return [pull_one(r, want, progress)]
+        return [pull_one(r.with_tag(t), want, progress, strict=bool(platform))
+                for t in sorted(tags)]
+    return [pull_one(r, want, progress, strict=bool(platform))]
 
 
 def pull_one(r: _ref.Reference, want: dict[str, str],
-             progress: Progress | None = None) -> PullReport:
+             progress: Progress | None = None, strict: bool = False) -> PullReport:
+    """Pull one reference. `strict`: the platform was asked for, so a single-platform
+    image of another platform is refused (as Docker does) instead of taken."""
     from ketch.engine import images as _images
     from ketch.oci import image_spec as spec
 
@@ -114,6 +117,8 @@ def pull_one(r: _ref.Reference, want: dict[str, str],
         _fetch(repo, content, [cfg], None)
         config_raw = content.read(cfg["digest"])
         config = spec.parse_config(config_raw, f"config {cfg['digest']}")
+        if strict and resolved.index_digest is None:
+            _check_platform(r, want, config)
         diff_ids = config["rootfs"]["diff_ids"]
         if len(diff_ids) != len(resolved.layers):
             raise DataError(f"manifest {resolved.manifest_digest}: {len(resolved.layers)} "
@@ -128,6 +133,16 @@ def pull_one(r: _ref.Reference, want: dict[str, str],
     finally:
         conn.close()
         repo.t.close()
+
+
+def _check_platform(r: _ref.Reference, want: dict[str, str], config: dict) -> None:
+    have = {"os": config.get("os", ""), "architecture": config.get("architecture", ""),
+            "variant": config.get("variant", "")}
+    if have["os"] != want["os"] or have["architecture"] != want["architecture"] or (
+            have["variant"] and want.get("variant") and have["variant"] != want["variant"]):
+        raise NotFound(f"image with reference {r.familiar()} was found but does not match "
+                       f"the specified platform: wanted {_mf.format_platform(want)}, "
+                       f"actual: {_mf.format_platform(have)}")
 
 
 def _pull_layers(repo, store, layers: list[dict], diff_ids: list[str],

@@ -127,6 +127,16 @@ def test_index_platform_selection_and_all_tags(registry, tmp_path, ketch):
     assert "tag can't be used with --all-tags/-a" in tag_and_all.stderr
 
 
+def test_platform_of_a_single_manifest_is_checked_when_asked(registry, ketch):
+    ref = f"{registry.host}/lib/bb:1"  # a linux/amd64 image, no index
+    out = ketch("pull", "--platform", "linux/arm64", ref)
+    assert out.returncode == 125
+    assert out.stderr.strip() == (f"ketch: image with reference {ref} was found but does not "
+                                  "match the specified platform: wanted linux/arm64/v8, "
+                                  "actual: linux/amd64")
+    assert ketch("pull", "-q", "--platform", "linux/amd64", ref).returncode == 0
+
+
 def test_docker_schema2_manifest_pulls(registry, layout, ketch):
     subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--format", "v2s2",
                     f"oci:{layout[0]}:latest", f"docker://{registry.host}/lib/docker:1"],
