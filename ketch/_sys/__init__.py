@@ -8,7 +8,6 @@ parameter so unit tests can pass a recording fake.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 _libc: ctypes.CDLL | None = None
@@ -18,7 +17,13 @@ def libc() -> ctypes.CDLL:
     """The C library, loaded once with errno tracking."""
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # Not ctypes.util.find_library: it forks `ldconfig -p`, which costs a
+        # container start several milliseconds. glibc's soname is stable.
+        try:
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:
+            from ctypes.util import find_library
+            _libc = ctypes.CDLL(find_library("c"), use_errno=True)
     return _libc
 
 

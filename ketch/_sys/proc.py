@@ -41,7 +41,9 @@ def cloexec_from(first: int) -> None:
 
     Falls back to walking /proc/self/fd on kernels before 5.11.
     """
-    ret = libc().syscall(_SYS_CLOSE_RANGE, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC)
+    import ctypes
+    ret = libc().syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
+                         ctypes.c_uint(CLOSE_RANGE_CLOEXEC))
     if ret == 0:
         return
     for name in os.listdir("/proc/self/fd"):

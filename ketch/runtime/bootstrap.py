@@ -25,7 +25,7 @@ def main(sock: int) -> None:
             os._exit(1)
         if boot.get("exec"):
             # Load now what stage 2 needs: joining the mount namespace hides our source.
-            init.preload(boot["config"], boot["process"])
+            boot["caps"] = init.preload(boot["config"], boot["process"])
             _join_container(boot["target_pid"], boot.get("join_user", False))
         else:
             _enter_namespaces(sock, boot["config"])
@@ -71,8 +71,8 @@ def _enter_namespaces(sock: int, spec: dict) -> None:
         sync.send(sock, "usermap", pid=os.getpid())
         if sync.recv(sock, "mapped")["type"] != "mapped":
             os._exit(1)
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)
+        # No setresuid(0) yet: our host uid still owns the bundle's path (which may sit
+        # under a 0700 /root); init switches to the process's user at the very end.
     flags = 0
     for kind in new - {"user"}:
         flags |= _ns.NS_FLAGS[kind]
@@ -97,6 +97,3 @@ def _join_container(pid: int, join_user: bool) -> None:
     for name, fd in fds:
         _ns.setns(fd, 0, f"{name} of pid {pid}")
         os.close(fd)
-    if join_user:
-        os.setresgid(0, 0, 0)
-        os.setresuid(0, 0, 0)

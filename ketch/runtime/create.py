@@ -62,6 +62,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
         })
         os.mkfifo(c.fifo, 0o622)
+        os.chmod(c.fifo, 0o622)  # past the umask: init may write it as a mapped, non-root uid
         pid = _spawn(c, spec, console_socket, no_pivot, preserve_fds, undo)
         c.save()
         if pid_file:

@@ -50,18 +50,34 @@ def _init(boot: dict, sock: int) -> None:
     new_ns = {n["type"] for n in linux.get("namespaces") or [] if not n.get("path")}
     all_ns = {n["type"] for n in linux.get("namespaces") or []}
     # 1. Our own session, and the sync socket must never reach the container's process.
+    #    Capability sets are computed now: parsing reads /proc, which may vanish with
+    #    the root switch. exec.fifo is opened now, while its path is reachable.
     os.setsid()
     os.set_inheritable(sock, False)
+    boot["caps"] = caps.parse_spec(proc.get("capabilities"))
+    fifo = os.open(boot["fifo"], os.O_PATH | os.O_CLOEXEC)
+    # Code from the host's filesystem is loaded now, before we may lose the right to
+    # read it (user namespace) or the path to it (pivot_root): libseccomp (dlopen()ed
+    # by pyseccomp), the hooks runner, the socket module for the console.
+    preload(spec)
     # 2. The filesystem tree, while the host's paths (bundle, bind sources) are visible.
+    #    Without a mount namespace nothing is mounted: it would land in the host's.
     if "mount" in all_ns:
         fs.prepare_root(sysl, rootfs, linux.get("rootfsPropagation"))
+        if "user" in new_ns:
+            # Become the namespace's root only now, inside the rootfs: files we create
+            # must belong to a mapped uid, and the mapped uid may not be allowed to walk
+            # the bundle's path (say, under a 0700 /root). Paths are relative from here.
+            os.chdir(rootfs)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            rootfs = "."
         for entry in spec.get("mounts") or []:
             fs.mount_entry(sysl, rootfs, entry, boot["bundle"], "cgroup" in all_ns)
-        if _has_dev_tmpfs(spec):
+        if _has_dev_tmpfs(spec) or linux.get("devices"):
             fs.create_devices(sysl, rootfs, linux.get("devices") or [], "user" in new_ns)
+        if _has_dev_tmpfs(spec):
             fs.dev_symlinks(sysl, rootfs)
-        elif linux.get("devices"):
-            fs.create_devices(sysl, rootfs, linux["devices"], "user" in new_ns)
     # 3. prestart/createRuntime run in the runtime's namespaces, so the parent runs them;
     #    createContainer runs here, in ours, before pivot_root (runtime-spec).
     #    The parent also tells us the state (our pid as the host sees it) the hooks get.
@@ -77,12 +93,8 @@ def _init(boot: dict, sock: int) -> None:
     if hooks.get("createContainer"):
         from ketch.runtime import hooks as _hooks
         _hooks.run_all(hooks["createContainer"], "createContainer", state)
-    # 4. Code from the host's filesystem must be loaded before pivot_root: libseccomp
-    #    (dlopen()ed by pyseccomp), the hooks runner, the socket module for the console.
-    preload(spec)
-    # 5. Keep a handle on exec.fifo: its path vanishes with the host's tree.
-    fifo = os.open(boot["fifo"], os.O_PATH | os.O_CLOEXEC)
-    # 6. Switch root. After this nothing of the host's tree is reachable by path.
+    # 4. Switch root. After this nothing of the host's tree is reachable by path.
+    host_root = None
     if "mount" in all_ns:
         if boot.get("no_pivot"):
             fs.move_root(sysl, rootfs)
@@ -90,12 +102,15 @@ def _init(boot: dict, sock: int) -> None:
             fs.pivot(sysl, rootfs)
         fs.root_propagation(sysl, linux.get("rootfsPropagation"))
     else:
+        # No mount namespace, so no /proc of ours to reach the fifo through:
+        # keep the host's root open until step 14, then close it.
+        host_root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         os.chroot(rootfs)
         os.chdir("/")
-    # 7. The terminal: a pty of the container's devpts, master to the console socket.
+    # 5. The terminal: a pty of the container's devpts, master to the console socket.
     if proc.get("terminal"):
         _setup_console(boot["console_fd"], "mount" in all_ns)
-    # 8. Names and kernel knobs of our own namespaces.
+    # 6. Names and kernel knobs of our own namespaces.
     if spec.get("hostname") is not None and "uts" in all_ns:
         _proc.sethostname(spec["hostname"])
     if spec.get("domainname") is not None and "uts" in all_ns:
@@ -103,22 +118,27 @@ def _init(boot: dict, sock: int) -> None:
     for key, value in (linux.get("sysctl") or {}).items():
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(value)
-    # 9. Hide and freeze what must not be touched; the root last, so the steps
+    # 7. Hide and freeze what must not be touched; the root last, so the steps
     #    above could still create mount points in it.
-    fs.mask_paths(sysl, linux.get("maskedPaths") or [])
-    fs.readonly_paths(sysl, linux.get("readonlyPaths") or [])
-    if "mount" in all_ns and (spec.get("root") or {}).get("readonly"):
-        fs.readonly_root(sysl)
+    if "mount" in all_ns:
+        fs.mask_paths(sysl, linux.get("maskedPaths") or [])
+        fs.readonly_paths(sysl, linux.get("readonlyPaths") or [])
+        if (spec.get("root") or {}).get("readonly"):
+            fs.readonly_root(sysl)
     # 10-15: rlimits, oom score, the program, fds, seccomp, user, caps.
-    argv0, env = _prepare_process(proc, linux, sock, boot.get("preserve_fds", 0))
-    # 16. Ready: the parent records our state and exits; we block until `start`.
+    argv0, env = _prepare_process(proc, linux, boot["caps"], boot.get("preserve_fds", 0))
+    # 14. Ready: the parent records our state and exits; we block until `start`.
     sync.send(sock, "ready")
     os.close(sock)
-    w = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    if host_root is None:
+        w = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    else:
+        w = os.open(boot["fifo"].lstrip("/"), os.O_WRONLY | os.O_CLOEXEC, dir_fd=host_root)
+        os.close(host_root)
     os.write(w, b"0")
     os.close(w)
     os.close(fifo)
-    # 17. startContainer hooks run in the container, after `start`, before the program.
+    # 15. startContainer hooks run in the container, after `start`, before the program.
     if hooks.get("startContainer"):
         from ketch.runtime import hooks as _hooks
         _hooks.run_all(hooks["startContainer"], "startContainer", state)
@@ -134,29 +154,28 @@ def exec_main(boot: dict, sock: int) -> None:
     if proc.get("terminal"):
         os.setsid()
         _setup_console(boot["console_fd"], False)
-    argv0, env = _prepare_process(proc, linux, sock, boot.get("preserve_fds", 0))
+    argv0, env = _prepare_process(proc, linux, boot["caps"], boot.get("preserve_fds", 0))
     _finish(proc, linux, argv0, env)
 
 
-def _prepare_process(proc: dict, linux: dict, sock: int, preserve: int) -> tuple[str, dict]:
-    # 10. rlimits and the OOM score while we still hold CAP_SYS_RESOURCE.
+def _prepare_process(proc: dict, linux: dict, sets: dict, preserve: int) -> tuple[str, dict]:
+    # 8. rlimits and the OOM score while we still hold CAP_SYS_RESOURCE.
     for rl in proc.get("rlimits") or []:
         resource.setrlimit(_RLIMIT_NAMES[rl["type"]], (rl["soft"], rl["hard"]))
     if proc.get("oomScoreAdj") is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(proc["oomScoreAdj"]))
-    # 11. Find the program now: a missing binary fails `create`, not `start`.
+    # 9. Find the program now: a missing binary fails `create`, not `start`.
     env = dict(e.split("=", 1) for e in proc.get("env") or [])
     argv0 = _lookup(proc["args"][0], env.get("PATH", "/usr/local/sbin:/usr/local/bin:"
                                                       "/usr/sbin:/usr/bin:/sbin:/bin"))
-    # 12. Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it before the drop.
+    # 10. No host fd may survive execve (CVE-2024-21626): all but stdio and the preserved.
+    _proc.cloexec_from(3 + preserve)
+    # 11. Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it before the drop.
     if linux.get("seccomp") and not proc.get("noNewPrivileges"):
         from ketch.runtime import seccomp
         seccomp.load(linux["seccomp"])
-    # 13. No host fd may survive execve (CVE-2024-21626): all but stdio and the preserved.
-    _proc.cloexec_from(3 + preserve)
-    # 14. Capabilities: bounding set while CAP_SETPCAP is ours; keep permitted over setuid.
-    sets = caps.parse_spec(proc.get("capabilities"))
+    # 12. Capabilities: bounding set while CAP_SETPCAP is ours; keep permitted over setuid.
     caps.drop_bounding(sets["bounding"])
     caps.keep_caps(True)
     user = proc.get("user") or {}
@@ -166,7 +185,7 @@ def _prepare_process(proc: dict, linux: dict, sock: int, preserve: int) -> tuple
     caps.keep_caps(False)
     caps.set_sets(sets["effective"], sets["permitted"], sets["inheritable"])
     caps.set_ambient(sets["ambient"])
-    # 15. The working directory, inside the new root only (never an inherited fd's).
+    # 13. The working directory, inside the new root only (never an inherited fd's).
     cwd = proc.get("cwd") or "/"
     try:
         os.chdir(cwd)
@@ -180,14 +199,14 @@ def _prepare_process(proc: dict, linux: dict, sock: int, preserve: int) -> tuple
 
 
 def _finish(proc: dict, linux: dict, argv0: str, env: dict) -> None:
-    # 18. no_new_privs, then seccomp as close to execve as possible: fewest
+    # 16. no_new_privs, then seccomp as close to execve as possible: fewest
     #     syscalls of ours must pass the container's filter.
     if proc.get("noNewPrivileges"):
         caps.no_new_privs()
         if linux.get("seccomp"):
             from ketch.runtime import seccomp
             seccomp.load(linux["seccomp"])
-    # 19. The program. From here the sync socket is closed: EOF tells the parent.
+    # 17. The program. From here the sync socket is closed: EOF tells the parent.
     try:
         os.execve(argv0, proc["args"], env)
     except OSError as exc:
@@ -207,7 +226,7 @@ def _lookup(name: str, path: str) -> str:
     raise FileNotFoundError(2, f"exec: {name!r}: executable file not found in $PATH")
 
 
-def preload(spec: dict, proc: dict | None = None) -> None:
+def preload(spec: dict, proc: dict | None = None) -> dict | None:
     """Import what later steps need while the host's filesystem is still visible."""
     linux = spec.get("linux") or {}
     if linux.get("seccomp"):
@@ -219,6 +238,9 @@ def preload(spec: dict, proc: dict | None = None) -> None:
         from ketch.runtime import hooks  # noqa: F401
     if (proc or spec.get("process") or {}).get("terminal"):
         import socket  # noqa: F401
+    if proc is not None:  # exec: parse capabilities while our /proc is the host's
+        return caps.parse_spec(proc.get("capabilities"))
+    return None
 
 
 def _has_dev_tmpfs(spec: dict) -> bool:

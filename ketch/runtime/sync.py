@@ -1,7 +1,8 @@
 """Messages between `ketch-runc` (the parent) and the container's init.
 
 A SOCK_SEQPACKET socketpair keeps message boundaries; each message is one
-JSON object with a "type". Child errors travel as data ({"type": "error"}),
+dict with a "type", encoded with `marshal` (both ends run the same
+interpreter, and unlike json it imports nothing: stage 1 starts faster). Child errors travel as data ({"type": "error"}),
 and EOF means the child exec'd (the socket is close-on-exec in init) or died.
 
     parent (ketch-runc create)        stage-1 (exec'd init)          stage-2 = container pid 1
@@ -25,7 +26,7 @@ and EOF means the child exec'd (the socket is close-on-exec in init) or died.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 
 _MAX = 1 << 20
@@ -33,7 +34,7 @@ _MAX = 1 << 20
 
 def send(fd: int, kind: str, **fields) -> None:
     fields["type"] = kind
-    os.write(fd, json.dumps(fields).encode())
+    os.write(fd, marshal.dumps(fields))
 
 
 def recv(fd: int, expect: str | None = None) -> dict:
@@ -41,7 +42,7 @@ def recv(fd: int, expect: str | None = None) -> dict:
     data = os.read(fd, _MAX)
     if not data:
         return {"type": "eof"}
-    msg = json.loads(data)
+    msg = marshal.loads(data)
     if expect and msg.get("type") not in (expect, "error"):
         raise RuntimeError(f"init protocol: expected {expect!r}, got {msg.get('type')!r}")
     return msg
