@@ -205,26 +205,38 @@ def _serve_tcp(names: Names, conn: socket.socket) -> None:
 
 
 def serve(names: Names, udp: socket.socket, tcp: socket.socket, pid: int | None) -> None:
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    # Raise out of select(): a flag would wait for the timeout, as select is
+    # restarted after a handler returns (PEP 475).
+    signal.signal(signal.SIGTERM, _terminate)
     watch = [udp, tcp]
-    pidfd = os.pidfd_open(pid) if pid else None
+    try:
+        pidfd = os.pidfd_open(pid) if pid else None
+    except ProcessLookupError:
+        return  # the container is already gone
     if pidfd is not None:
         watch.append(pidfd)
-    while not stop:
-        try:
-            ready, _, _ = select.select(watch, [], [], 5)
-        except InterruptedError:
-            continue
-        if pidfd is not None and pidfd in ready:
-            return
-        if udp in ready:
-            query, client = udp.recvfrom(4096)
-            threading.Thread(target=_udp_reply, args=(names, udp, query, client),
-                             daemon=True).start()
-        if tcp in ready:
-            conn, _ = tcp.accept()
-            threading.Thread(target=_serve_tcp, args=(names, conn), daemon=True).start()
+    try:
+        while True:
+            ready, _, _ = select.select(watch, [], [], 60)
+            if pidfd is not None and pidfd in ready:
+                return
+            if udp in ready:
+                query, client = udp.recvfrom(4096)
+                threading.Thread(target=_udp_reply, args=(names, udp, query, client),
+                                 daemon=True).start()
+            if tcp in ready:
+                conn, _ = tcp.accept()
+                threading.Thread(target=_serve_tcp, args=(names, conn), daemon=True).start()
+    except _Stop:
+        return
+
+
+class _Stop(Exception):
+    pass
+
+
+def _terminate(*_args) -> None:
+    raise _Stop
 
 
 def _udp_reply(names: Names, udp: socket.socket, query: bytes, client) -> None:
