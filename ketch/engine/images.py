@@ -17,7 +17,8 @@ import sqlite3
 from ketch import paths
 from ketch.engine import db
 from ketch.errors import InvalidArgument
-from ketch.image.store import SCHEMA, ImageRecord, ImageStore
+from ketch.image.schema import SCHEMA, ImageRecord
+from ketch.image.store import ImageStore
 
 __all__ = ["ImageRecord", "resolve", "prepare_rootfs", "remove_rootfs", "store"]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
 from typing import Any
 
 from ketch.errors import Conflict
@@ -22,20 +21,13 @@ from ketch.oci import image_spec as spec
 from ketch.snapshot.base import remove_tree
 
 
-@contextlib.contextmanager
-def _flock(store: ImageStore, mode: int) -> Iterator[None]:
-    store.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(store.root / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, mode)
-        yield
-    finally:
-        os.close(fd)
+def _flock(store: ImageStore, mode: int):
+    return store.lock(mode)
 
 
 def lease(store: ImageStore):
     """Hold while writing blobs that no image references yet (shared lock)."""
-    return _flock(store, fcntl.LOCK_SH)
+    return store.lock(fcntl.LOCK_SH)
 
 
 def live_snapshots(store: ImageStore) -> set[str]:

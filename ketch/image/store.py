@@ -1,14 +1,8 @@
 """The image index: names -> images -> layer chains, kept in the engine's database.
 
 ImageStore works over a connection the engine passes in (never opens one),
-the content store (blobs) and a snapshotter (layer chains). Tables (owner
-"images"):
-
-    images       id (sha256 of the config), manifest, config JSON, created, size, top chain
-    image_layers image -> (index, chain id, diff id, blob, media type)
-    tags         full normalised name (docker.io/library/busybox:latest) -> image
-    repo_digests repository + manifest digest -> image (RepoDigests)
-    snapshots    key (chain hex or container id), parent key, kind layer|active, size
+the content store (blobs) and a snapshotter (layer chains); its tables are
+in schema.py (owner "images").
 
 Reference counts are derived, not stored: a layer snapshot is referenced by
 every image whose chain contains it and every snapshot on top of it, so a
@@ -17,64 +11,20 @@ crash can never leave a count wrong. GC removes whatever has no reference.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from ketch.errors import Conflict, DataError, NotFound
+from ketch.image.schema import ImageRecord, ensure_schema
 from ketch.oci import digest as _digest
 from ketch.oci import image_spec as spec
 from ketch.oci import reference as _ref
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    id TEXT PRIMARY KEY, manifest_digest TEXT NOT NULL, manifest_media_type TEXT NOT NULL,
-    config TEXT NOT NULL, created TEXT, size INTEGER NOT NULL DEFAULT 0,
-    top_chain TEXT, parent TEXT, added REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS image_layers (
-    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
-    chain_id TEXT NOT NULL, diff_id TEXT NOT NULL, blob TEXT NOT NULL, media_type TEXT,
-    blob_size INTEGER, PRIMARY KEY (image_id, idx));
-CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id);
-CREATE TABLE IF NOT EXISTS tags (
-    name TEXT PRIMARY KEY, image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-    repo TEXT NOT NULL, tag TEXT NOT NULL, added REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
-CREATE TABLE IF NOT EXISTS repo_digests (
-    repo TEXT NOT NULL, digest TEXT NOT NULL,
-    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE, PRIMARY KEY (repo, digest));
-CREATE TABLE IF NOT EXISTS snapshots (
-    key TEXT PRIMARY KEY, parent TEXT, kind TEXT NOT NULL, diff_id TEXT, image_id TEXT,
-    size INTEGER NOT NULL DEFAULT 0, snapshotter TEXT NOT NULL, created REAL NOT NULL);
-"""
-
-
-@dataclass
-class ImageRecord:
-    id: str
-    config: dict[str, Any]
-    repo_tags: list[str]
-    repo_digests: list[str]
-    created: str
-    size: int
-    top_chain_id: str | None
-    manifest_digest: str = ""
-    manifest_media_type: str = ""
-    layers: list[dict[str, Any]] = field(default_factory=list)
-    chain: list[str] = field(default_factory=list)
-
-
-_SCHEMA_DONE: set[str] = set()
-
-
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    key = str(conn.execute("PRAGMA database_list").fetchone()[2])
-    if key not in _SCHEMA_DONE:
-        conn.executescript(SCHEMA)
-        _SCHEMA_DONE.add(key)
 
 
 class ImageStore:
@@ -101,6 +51,18 @@ class ImageStore:
 
             self._snap = pick(self.root / "snapshots")
         return self._snap
+
+    @contextlib.contextmanager
+    def lock(self, mode: int = fcntl.LOCK_SH) -> Iterator[None]:
+        """The GC lock: writers of not-yet-referenced blobs and snapshots hold it
+        shared, garbage collection exclusive, so GC never takes work in flight."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "gc.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)
 
     # -- lookup --------------------------------------------------------------
     def resolve(self, ref_or_id: str) -> ImageRecord:
@@ -187,8 +149,6 @@ class ImageStore:
 
         Returns the new chain ID. Verifies the uncompressed stream against
         `diff_id` (DataError on mismatch, nothing committed)."""
-        from ketch.image.unpack import unpack
-
         if diff_id and expected_chain is None:
             expected_chain = diff_id if parent_chain is None else _digest.of_bytes(
                 f"{parent_chain} {diff_id}".encode())
@@ -196,6 +156,13 @@ class ImageStore:
             if progress:
                 progress("exists", blob, 0, 0)
             return expected_chain
+        with self.lock():
+            return self._unpack_layer(parent_chain, blob, diff_id, expected_chain, progress)
+
+    def _unpack_layer(self, parent_chain: str | None, blob: str, diff_id: str | None,
+                      expected_chain: str | None, progress) -> str:
+        from ketch.image.unpack import unpack
+
         parents = self.parents(parent_chain)
         fs = self.snap.begin_layer(_digest.hex_of(expected_chain or blob), parents)
         try:
@@ -245,6 +212,11 @@ class ImageStore:
 
         `progress(event, blob digest, done, total)` hears "extract" (bytes of the
         blob consumed), "done" and "exists" (snapshot already there) per layer."""
+        with self.lock():
+            return self._add_manifest(manifest_digest, names, repo_for_digest, progress)
+
+    def _add_manifest(self, manifest_digest: str, names: list[str],
+                      repo_for_digest: str | None, progress) -> ImageRecord:
         raw = self.content.read(manifest_digest)
         manifest = spec.parse_manifest(raw, f"manifest {manifest_digest}")
         cfg_desc = manifest["config"]
