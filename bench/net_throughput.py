@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -164,11 +163,44 @@ def run(secs: float, connects: int, rounds: int) -> dict:
     return res
 
 
-def docker_note() -> str:
-    if not shutil.which("docker"):
-        return "docker: not installed on this host, no comparison row"
-    probe = subprocess.run(["docker", "info"], capture_output=True)
-    return "docker: installed" if probe.returncode == 0 else "docker: daemon not answering"
+def run_docker(secs: float, connects: int, rounds: int) -> dict:
+    """The same paths through a private dockerd (see bench/net_docker.py)."""
+    import net_docker
+
+    res: dict = {}
+    with net_docker.dockerd() as d:
+        img = "ketch-bench-busybox:1"
+        d("run", "-d", "--name", "bench-a", img, "sleep", "600")
+        d("run", "-d", "--name", "bench-b", "-p", "127.0.0.1:39201:9000", "-p", "39202:9001",
+          img, "sleep", "600")
+        a, b, ip_b = d.pid("bench-a"), d.pid("bench-b"), d.ip("bench-b")
+        paths = {
+            "loopback_gbps": (None, None, "127.0.0.1", 39100, 39100),
+            "c2c_gbps": (b, a, ip_b, 9000, 9000),
+            "published_lo_gbps": (b, None, "127.0.0.1", 39201, 9000),
+            "published_hostip_gbps": (b, None, _host_address(), 39202, 9001),
+        }
+        samples: dict = {k: [] for k in paths}
+        for _ in range(rounds):
+            for key, args in paths.items():
+                samples[key].append(throughput(*args, secs))
+        res.update({k: statistics.median(v) for k, v in samples.items()})
+        res["connect_loopback_us"] = connect_latency(None, "127.0.0.1", 39101, 39101, connects)
+        res["connect_published_us"] = connect_latency(b, "127.0.0.1", 39201, 9000, connects)
+    return res
+
+
+def report(title: str, res: dict, connects: int) -> None:
+    base = res["loopback_gbps"]
+    print(f"{title}\n{'path':<34}{'Gbit/s':>8}{'ratio':>8}")
+    for key, label in (("loopback_gbps", "host loopback (baseline)"),
+                       ("c2c_gbps", "container -> container (bridge)"),
+                       ("published_lo_gbps", "host -> published 127.0.0.1"),
+                       ("published_hostip_gbps", "host -> published host address")):
+        print(f"{label:<34}{res[key]:>8.2f}{res[key] / base:>8.2f}")
+    lo, pub = res["connect_loopback_us"], res["connect_published_us"]
+    print(f"connect+first byte, median of {connects}: loopback {lo:.0f} us, "
+          f"published port {pub:.0f} us ({pub / lo:.2f}x)")
 
 
 def main() -> None:
@@ -176,22 +208,27 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connects", type=int, default=300)
+    ap.add_argument("--no-docker", action="store_true", help="Skip the dockerd comparison.")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="ketch-netbench-") as tmp:
         os.environ["KETCH_ROOT"] = f"{tmp}/root"
         os.environ["KETCH_RUNROOT"] = f"{tmp}/run"
         res = run(args.seconds, args.connects, args.rounds)
-    base = res["loopback_gbps"]
-    print(f"{'path':<34}{'Gbit/s':>8}{'ratio':>8}")
-    for key, label in (("loopback_gbps", "host loopback (baseline)"),
-                       ("c2c_gbps", "container -> container (bridge)"),
-                       ("published_lo_gbps", "host -> published 127.0.0.1"),
-                       ("published_hostip_gbps", "host -> published host address")):
-        print(f"{label:<34}{res[key]:>8.2f}{res[key] / base:>8.2f}")
-    lo, pub = res["connect_loopback_us"], res["connect_published_us"]
-    print(f"connect+first byte, median of {args.connects}: loopback {lo:.0f} us, "
-          f"published port {pub:.0f} us ({pub / lo:.2f}x)")
-    print(docker_note())
+    report("ketch (nftables DNAT, veth + bridge)", res, args.connects)
+    if args.no_docker:
+        return
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import net_docker
+
+    if not net_docker.available():
+        print("docker: dockerd is not installed on this host, no comparison")
+        return
+    try:
+        dres = run_docker(args.seconds, args.connects, args.rounds)
+    except RuntimeError as exc:
+        print(f"docker: comparison skipped: {exc}")
+        return
+    report("docker (private dockerd, --iptables=false: docker-proxy)", dres, args.connects)
 
 
 if __name__ == "__main__":
