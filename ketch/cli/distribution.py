@@ -37,6 +37,9 @@ class _Lines:
 class _Bars:
     """A rich bar per layer: bytes, speed, then Extracting / Pull complete."""
 
+    _DONE = {"Download complete", "Pull complete", "Already exists", "Pushed",
+             "Layer already exists"}
+
     def __init__(self) -> None:
         from rich.progress import (
             BarColumn,
@@ -49,6 +52,7 @@ class _Bars:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                  DownloadColumn(), TransferSpeedColumn(), transient=False)
         self.tasks: dict[str, int] = {}
+        self.totals: dict[str, int] = {}
         self.lock = threading.Lock()
         self.progress.start()
 
@@ -60,9 +64,13 @@ class _Bars:
             task = self.tasks.get(ev.id)
             if task is None:
                 task = self.tasks[ev.id] = self.progress.add_task(ev.id, total=None)
-            fields = {"description": f"{ev.id}: {ev.status}"}
+            fields: dict = {"description": f"{ev.id}: {ev.status}"}
             if ev.total:
+                self.totals[ev.id] = ev.total
                 fields.update(total=ev.total, completed=ev.current)
+            elif ev.status in self._DONE:
+                total = self.totals.get(ev.id, 0)
+                fields.update(completed=total, total=total)
             self.progress.update(task, **fields)
 
     def close(self) -> None:

@@ -173,7 +173,7 @@ def _pull_layers(repo, store, layers: list[dict], diff_ids: list[str],
                     fut.result()
                 short = _digest.short(desc["digest"])
                 if desc in todo:
-                    _emit(progress, short, "Extracting", 0, desc["size"])
+                    _emit(progress, short, "Extracting")
                 chain = store.ensure_layer(chain, desc["digest"], diff_id)
                 if desc in todo:
                     _emit(progress, short, "Pull complete")
