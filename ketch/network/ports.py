@@ -7,9 +7,10 @@ forms are accepted: `80`, `8080:80`, `127.0.0.1:8080:80`, `127.0.0.1::80`,
 ketch publishes with nftables DNAT, not a userland proxy, so nothing holds
 the host port: a port counts as in use when a host socket is bound to it
 (checked by binding it, briefly) or another ketch container publishes it.
-The default host address is 0.0.0.0, or the value of KETCH_PUBLISH_IP
-(e.g. 127.0.0.1, so that ports are not exposed to the network unless an
-address is given explicitly).
+The default host address is 0.0.0.0; the setting KETCH_PUBLISH_IP (e.g.
+127.0.0.1), or a network's `-o com.docker.network.bridge.host_binding_ipv4=`
+option, changes it, so that ports are not exposed to the network unless an
+address is given explicitly.
 """
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ def _b(proto: str, ip: str, host_port: int, container_port: int) -> dict:
             "container_port": container_port}
 
 
-def exposed_bindings(exposed: Iterable[str]) -> list[dict]:
+def exposed_bindings(exposed: Iterable[str], host_ip: str | None = None) -> list[dict]:
     """-P: every EXPOSEd port ("80", "80/tcp", "53/udp") to a free high port."""
     out = []
     for item in exposed:
         port, _, proto = str(item).partition("/")
-        out += parse(f"{port}/{proto or 'tcp'}")
+        out += parse(f"{port}/{proto or 'tcp'}", host_ip)
     return out
 
 

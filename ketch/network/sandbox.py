@@ -115,11 +115,14 @@ def _validate(opts: dict, nets: list[dict]) -> list[dict]:
     files.check_dns(opts.get("dns") or [])
     for item in opts.get("extra_hosts") or []:
         files.parse_extra_host(item)
+    # Docker's per-network default host address for -p without one; else the
+    # KETCH_PUBLISH_IP setting; else 0.0.0.0.
+    default_ip = nets[0]["options"].get("com.docker.network.bridge.host_binding_ipv4")
     bindings = []
     for spec in opts.get("ports") or []:
-        bindings += ports.parse(str(spec))
+        bindings += ports.parse(str(spec), default_ip)
     if opts.get("publish_all"):
-        bindings += ports.exposed_bindings(opts.get("exposed") or [])
+        bindings += ports.exposed_bindings(opts.get("exposed") or [], default_ip)
     return bindings
 
 
@@ -151,7 +154,7 @@ def _attach_bridge(conn, base: dict, nets: list[dict], opts: dict) -> dict:
             host.write_dns_config(cid, user_nets, files.upstreams(opts.get("dns")))
             dns_pid = host.start_dns(cid, base["netns"], base["pid"])
         addrs = [e["ip"] for e in store.endpoints(conn, container_id=cid)]
-        hosts_text = _hosts(base, addrs[:1], opts)
+        hosts_text = _hosts(base, addrs[:1], opts, nets[0]["gateway"])
         resolv_text = files.resolv_conf(bool(user_nets), opts.get("dns"),
                                         opts.get("dns_search"), opts.get("dns_options"))
         conn.execute("UPDATE sandboxes SET dns_pid = ?, hosts = ?, resolv = ? "
@@ -167,8 +170,10 @@ def _attach_bridge(conn, base: dict, nets: list[dict], opts: dict) -> dict:
     return settings(conn, cid)
 
 
-def _hosts(base: dict, addrs: list[str], opts: dict) -> str:
+def _hosts(base: dict, addrs: list[str], opts: dict, gateway: str = "") -> str:
     extra = [files.parse_extra_host(h) for h in opts.get("extra_hosts") or []]
+    # --add-host name:host-gateway means the host, as seen from the container.
+    extra = [(n, gateway if a == "host-gateway" and gateway else a) for n, a in extra]
     return files.hosts(base["hostname"], addrs, extra, opts.get("domainname") or "")
 
 

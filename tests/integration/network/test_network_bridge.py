@@ -41,8 +41,9 @@ def _httpd(box, tmp_path, text: str, port: int = 80):
 def test_default_bridge_publish_and_cleanup(conn, boxes, tmp_path):
     a, b = boxes("a"), boxes("b")
     port = free_port()
-    s = networks.attach(conn, CID_A, None, a.netns, a.opts(name="web", ports=[f"{port}:80"],
-                                                           hostname="webhost"))
+    s = networks.attach(conn, CID_A, None, a.netns, a.opts(
+        name="web", ports=[f"{port}:80"], hostname="webhost",
+        extra_hosts=["gw:host-gateway", "db:10.9.0.1"]))
     assert s["NetworkMode"] == "default"
     assert s["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)}]}
     ip, gw = s["IPAddress"], s["Gateway"]
@@ -51,7 +52,8 @@ def test_default_bridge_publish_and_cleanup(conn, boxes, tmp_path):
     assert f"inet {ip}/{s['IPPrefixLen']}" in out and f"default via {gw}" in out
     assert s["MacAddress"] in a.sh(f"{BUSYBOX} ip link show eth0").stdout
     # The files the engine bind-mounts were written in place and are seen inside.
-    assert f"{ip}\twebhost" in a.run(BUSYBOX, "cat", "/etc/hosts").stdout
+    hosts = a.run(BUSYBOX, "cat", "/etc/hosts").stdout
+    assert f"{ip}\twebhost" in hosts and "10.9.0.1\tdb\n" in hosts and f"{gw}\tgw\n" in hosts
     resolv = a.run(BUSYBOX, "cat", "/etc/resolv.conf").stdout
     assert "nameserver" in resolv and "127.0.0.11" not in resolv
 

@@ -95,14 +95,17 @@ def test_containers_talk_by_name_and_alias(conn, boxes):
 
 def test_several_networks_and_refusals(conn, boxes):
     tid = os.environ["KETCH_TEST_ID"][:6]
-    n1 = networks.create(conn, f"front{tid}", subnet="10.214.0.0/24")
+    n1 = networks.create(conn, f"front{tid}", subnet="10.214.0.0/24",
+                         options={"com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"})
     n2 = networks.create(conn, f"back{tid}", subnet="10.214.1.0/24", ip_range="10.214.1.128/25")
     with pytest.raises(Conflict, match=f"10.214.0.0/16 overlaps 10.214.0.0/24 .*front{tid}"):
         networks.create(conn, f"x{tid}", subnet="10.214.0.0/16")
     with pytest.raises(InvalidArgument, match="'10.214.9.1/24'"):
         networks.create(conn, f"x{tid}", subnet="10.214.9.1/24")
     a, b = boxes("a"), boxes("b")
-    networks.attach(conn, CID_A, n1["Name"], a.netns, a.opts(name="a", ip="10.214.0.50"))
+    sa = networks.attach(conn, CID_A, n1["Name"], a.netns,
+                         a.opts(name="a", ip="10.214.0.50", ports=["80"]))
+    assert sa["Ports"]["80/tcp"][0]["HostIp"] == "127.0.0.1"  # the network's default
     networks.attach(conn, CID_B, n2["Name"], b.netns, b.opts(name="b"))
     assert "10.214.0.50" in a.sh(f"{BUSYBOX} ip -4 addr show eth0").stdout
     # Different networks are isolated from each other.
