@@ -239,9 +239,13 @@ def stats(paths: dict[str, str]) -> dict:
                        "limit": 0 if limit == fs.UNLIMITED else limit}
     if "blkio" in paths:
         d = paths["blkio"]
+        # The scheduler's own counters when it has them (CFQ, then BFQ), else the
+        # throttle layer's, which count every bio (runc reads them in this order).
+        prefix = next((p for p in ("blkio.", "blkio.bfq.")
+                       if fs.exists(d, f"{p}io_service_bytes_recursive")), "blkio.throttle.")
         out["blkio"] = {
-            "ioServiceBytesRecursive": _blkio_entries(d, "blkio.throttle.io_service_bytes_recursive"),
-            "ioServicedRecursive": _blkio_entries(d, "blkio.throttle.io_serviced_recursive"),
+            "ioServiceBytesRecursive": _blkio_entries(d, f"{prefix}io_service_bytes_recursive"),
+            "ioServicedRecursive": _blkio_entries(d, f"{prefix}io_serviced_recursive"),
         }
     if "hugetlb" in paths:
         d = paths["hugetlb"]

@@ -166,3 +166,17 @@ def test_state_round_trip(hybridtree):
     m = _mgr(hybridtree)
     again = CgroupManager.from_state(m.to_state())
     assert again.paths == m.paths and again.created == m.created and again.mode == "hybrid"
+
+
+def test_blkio_stats_prefer_the_schedulers_counters(hybridtree):
+    m = _mgr(hybridtree)
+    d = m.paths["blkio"]
+    with open(os.path.join(d, "blkio.bfq.io_service_bytes_recursive"), "w") as f:
+        f.write("8:16 Read 123\n8:16 Write 45\nTotal 168\n")
+    with open(os.path.join(d, "blkio.bfq.io_serviced_recursive"), "w") as f:
+        f.write("8:16 Read 3\n")
+    s = m.stats()["blkio"]
+    assert s["ioServiceBytesRecursive"] == [
+        {"major": 8, "minor": 16, "op": "Read", "value": 123},
+        {"major": 8, "minor": 16, "op": "Write", "value": 45}]
+    assert s["ioServicedRecursive"] == [{"major": 8, "minor": 16, "op": "Read", "value": 3}]
