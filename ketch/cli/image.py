@@ -239,6 +239,10 @@ def bootstrap(base: str, include: str, name: str | None, mirror: str | None,
               quiet: bool) -> None:
     """Build a base image without a registry: busybox, or debian:<suite>."""
     pkgs = [p for p in include.split(",") if p]
+    if not quiet and base.startswith("debian"):
+        # mmdebstrap takes a minute or more and prints nothing meanwhile.
+        click.echo(f"Bootstrapping {base} with mmdebstrap --variant=minbase from "
+                   f"{mirror or 'the host apt sources'} ...", err=True)
     rec = _images().bootstrap(_conn(), base, pkgs, name, mirror)
     if quiet:
         click.echo(rec.id)

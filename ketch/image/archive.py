@@ -123,11 +123,18 @@ class _Source:
         if self.dir is None:
             try:
                 self.tar = tarfile.open(path, "r:*")
-                self.members = {m.name.removeprefix("./"): m
-                                for m in self.tar.getmembers() if m.isfile()}
+                everything = {m.name.removeprefix("./"): m for m in self.tar.getmembers()}
             except (tarfile.TarError, EOFError, OSError) as exc:
                 why = (str(exc).splitlines() or ["unreadable"])[0].rstrip(":")
                 raise DataError(f"load: {path} is not an image archive ({why})") from None
+            self.members = {n: m for n, m in everything.items() if m.isfile()}
+            # docker save (before 25) links repeated layers: <id>/layer.tar ->
+            # ../<other>/layer.tar. Links resolve among the members only.
+            for name, m in everything.items():
+                if m.issym() or m.islnk():
+                    target = _member_target(name, m)
+                    if target in self.members:
+                        self.members[name] = self.members[target]
 
     def has(self, name: str) -> bool:
         if self.dir is not None:
@@ -165,6 +172,18 @@ class _Source:
     def close(self) -> None:
         if self.tar is not None:
             self.tar.close()
+
+
+def _member_target(name: str, m: tarfile.TarInfo) -> str:
+    base = [] if m.islnk() or m.linkname.startswith("/") else name.split("/")[:-1]
+    parts: list[str] = []
+    for p in base + m.linkname.split("/"):
+        if p == "..":
+            if parts:
+                parts.pop()
+        elif p not in ("", "."):
+            parts.append(p)
+    return "/".join(parts)
 
 
 def _copy_blob(store: ImageStore, src: _Source, name: str,

@@ -114,3 +114,36 @@ def test_unknown_change_and_bad_name_change_nothing(store):
     with pytest.raises(InvalidArgument):
         importer.import_tar(store, _tar({"a": b"1"}), "-", "Bad Name", [])
     assert store.summaries() == []
+
+
+def test_load_legacy_docker_save_with_linked_layers(store, tmp_path):
+    import hashlib
+    import json
+
+    from ketch.image import archive
+
+    layer = _tar({"hello": b"world"}).getvalue()
+    diff = "sha256:" + hashlib.sha256(layer).hexdigest()
+    cfg = json.dumps({"os": "linux", "architecture": "amd64", "config": {"Cmd": ["sh"]},
+                      "rootfs": {"type": "layers", "diff_ids": [diff, diff]}}).encode()
+    path = tmp_path / "legacy.tar"
+    with tarfile.open(path, "w") as tf:
+        for name, data in (("aaa/layer.tar", layer), ("cfg.json", cfg), ("manifest.json",
+                           json.dumps([{"Config": "cfg.json", "RepoTags": ["old:1"],
+                                        "Layers": ["aaa/layer.tar", "bbb/layer.tar"]}]).encode())):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        link = tarfile.TarInfo("bbb/layer.tar")
+        link.type, link.linkname = tarfile.SYMTYPE, "../aaa/layer.tar"
+        tf.addfile(link)
+        escape = tarfile.TarInfo("ccc/layer.tar")
+        escape.type, escape.linkname = tarfile.SYMTYPE, "../../../../etc/passwd"
+        tf.addfile(escape)
+    assert archive.load(store, path) == ["Loaded image: old:1"]
+    rec = store.resolve("old:1")
+    assert len(rec.chain) == 2 and rec.layers[0]["blob"] == rec.layers[1]["blob"]
+    # A link that climbs out resolves among members only: it names nothing.
+    src = archive._Source(path)
+    assert not src.has("ccc/layer.tar")
+    src.close()
