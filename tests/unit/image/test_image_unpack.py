@@ -247,3 +247,16 @@ def test_compression_and_diff_id(tmp_path, compress):
 def test_corrupt_layers_fail_cleanly(tmp_path, blob):
     with pytest.raises(DataError):
         unpack(io.BytesIO(blob), str(tmp_path))
+
+
+def test_symlink_loop_is_refused_not_followed(arena):
+    root, _ = arena
+    msg = _attack(root, [("a", "sym", "b"), ("b", "sym", "a"), ("a/x", "file", b"pwned")])
+    assert msg and "a/x" in msg
+
+
+def test_earlier_layer_symlink_cannot_redirect_a_later_layer(arena):
+    root, outside = arena
+    _apply(root, [("etc", "sym", str(outside))])           # layer 1 plants a link
+    _attack(root, [("etc/secret", "file", b"pwned"),         # layer 2 writes through it
+                   ("h", "link", "etc/secret"), ("etc/.wh.dir", "file")])
