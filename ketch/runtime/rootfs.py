@@ -191,6 +191,16 @@ def _host_cgroup_mounts() -> list[tuple[str, str, str]]:
     return out
 
 
+def _own_cgroups() -> dict[str, str]:
+    """controllers ("memory", "cpu,cpuacct", "name=systemd", "" for v2) -> our cgroup path."""
+    out = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _id, ctrls, path = line.rstrip("\n").split(":", 2)
+            out[ctrls] = path
+    return out
+
+
 def _mount_cgroup(sys, dest: str, flags: int, data: str, cgroupns: bool) -> None:
     """/sys/fs/cgroup as the container sees it.
 
@@ -207,13 +217,17 @@ def _mount_cgroup(sys, dest: str, flags: int, data: str, cgroupns: bool) -> None
             sys.mount(None, dest, None, m.MS_REMOUNT | m.MS_BIND | base)
         return
     sys.mount("tmpfs", dest, "tmpfs", m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC, "mode=755")
+    own = {} if cgroupns else _own_cgroups()
     for point, fstype, opts in _host_cgroup_mounts():
         sub = os.path.join(dest, os.path.basename(point))
         sys.makedirs(sub)
         if cgroupns:
             sys.mount("cgroup", sub, fstype, base, opts or None)
         else:
-            sys.mount(point, sub, None, m.MS_BIND | m.MS_REC)
+            # No cgroup namespace: bind just our own cgroup, so the container
+            # reads its own limits at the usual place (as runc does).
+            mine = own.get(opts if fstype == "cgroup" else "", "/")
+            sys.mount(point + mine.rstrip("/"), sub, None, m.MS_BIND | m.MS_REC)
             sys.mount(None, sub, None, m.MS_REMOUNT | m.MS_BIND | base)
     for name in os.listdir("/sys/fs/cgroup"):  # cpu -> cpu,cpuacct and friends
         host = os.path.join("/sys/fs/cgroup", name)
