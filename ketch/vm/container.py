@@ -53,13 +53,20 @@ def state_dir(root: Path, cid: str, must_exist: bool = True) -> Path:
     return d
 
 
+def _balloon() -> bool:
+    """Free page reporting through virtio-balloon; KETCH_VM_BALLOON=0 turns it off
+    (the memory benchmark compares both)."""
+    return os.environ.get("KETCH_VM_BALLOON", "1") not in ("0", "off", "false")
+
+
 def _guest_config(kernel: kernel_mod.Kernel, plan: spec.Plan) -> tuple[list[str], list]:
     features = set()
     if plan.shares:
         features.add("virtiofs")
     if plan.hostfwd is not None:
         features.add("net")
-    features.add("balloon")
+    if _balloon():
+        features.add("balloon")
     lines = [f"module {m}" for m in initramfs.modules_for(kernel, features)]
     lines.append("root /dev/vda")
     if plan.readonly:
@@ -112,7 +119,7 @@ def _launch(d: Path, cid: str, kernel, plan: spec.Plan, stdio) -> subprocess.Pop
     launch = {"vmlinux": str(kernel.vmlinux), "initrd": str(initrd), "accel": accel_name,
               "cpus": plan.cpus, "memory_mib": plan.memory_mib, "root_image": str(image),
               "shares": [(str(s), dest, ro) for s, dest, ro in plan.shares],
-              "hostfwd": plan.hostfwd, "netns": plan.netns, "deadline": boot_deadline(accel_name),
+              "hostfwd": plan.hostfwd, "netns": plan.netns, "balloon": _balloon(), "deadline": boot_deadline(accel_name),
               "process": plan.process.__dict__}
     (d / "launch.json").write_text(json.dumps(launch))
     r, w = os.pipe()

@@ -56,7 +56,8 @@ class Shim:
             console_log=self.dir / "console.log", agent_fd=guest.fileno(),
             accel=self.launch["accel"], cpus=self.launch["cpus"],
             memory_mib=self.launch["memory_mib"], root_image=Path(self.launch["root_image"]),
-            shares=shares, hostfwd=self.launch["hostfwd"], qmp_socket=self.dir / "qmp.sock")
+            shares=shares, hostfwd=self.launch["hostfwd"], qmp_socket=self.dir / "qmp.sock",
+            balloon=self.launch.get("balloon", True))
         with open(self.dir / "qemu.log", "wb") as log:
             self.qemu = subprocess.Popen(qemu.argv(cfg), pass_fds=[guest.fileno()],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)
