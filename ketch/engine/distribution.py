@@ -239,7 +239,11 @@ def push(ref: str, progress: Progress | None = None) -> PushReport:
     repo = open_repository(r.domain, r.path)
     try:
         store = _images.store(conn)
-        image = store.resolve(str(r))
+        try:
+            image = store.resolve(str(r))
+        except NotFound:
+            raise NotFound("An image does not exist locally with the tag: "
+                           f"{r.familiar()}") from None
         content = store.content
         raw = content.read(image.manifest_digest)
         manifest = spec.parse_manifest(raw, f"manifest {image.manifest_digest}")

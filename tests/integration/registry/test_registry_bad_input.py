@@ -151,3 +151,10 @@ def test_garbage_answers(ketch):
         stop.set()
         t.join()
         raw.close()
+
+
+def test_push_of_an_unknown_image(registry, ketch):
+    out = ketch("push", f"{registry.host}/lib/absent:1")
+    assert out.returncode == 125
+    assert out.stderr.strip() == ("ketch: An image does not exist locally with the tag: "
+                                  f"{registry.host}/lib/absent:1")
