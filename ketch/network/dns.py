@@ -222,13 +222,32 @@ def serve(names: Names, udp: socket.socket, tcp: socket.socket, pid: int | None)
                 return
             if udp in ready:
                 query, client = udp.recvfrom(4096)
-                threading.Thread(target=_udp_reply, args=(names, udp, query, client),
-                                 daemon=True).start()
+                _spawn(_udp_reply, names, udp, query, client)
             if tcp in ready:
                 conn, _ = tcp.accept()
-                threading.Thread(target=_serve_tcp, args=(names, conn), daemon=True).start()
+                if not _spawn(_serve_tcp, names, conn):
+                    conn.close()
     except _Stop:
         return
+
+
+# Queries wait on upstreams in threads; a container flooding its resolver
+# gets dropped queries, not an unbounded number of threads.
+_SLOTS = threading.BoundedSemaphore(64)
+
+
+def _spawn(fn, *args) -> bool:
+    if not _SLOTS.acquire(blocking=False):
+        return False
+
+    def run() -> None:
+        try:
+            fn(*args)
+        finally:
+            _SLOTS.release()
+
+    threading.Thread(target=run, daemon=True).start()
+    return True
 
 
 class _Stop(Exception):

@@ -73,12 +73,12 @@ def create(conn: sqlite3.Connection, name: str, *, driver: str = "bridge",
     if not name or not all(c.isalnum() or c in "_.-" for c in name) or not name[0].isalnum():
         raise InvalidArgument(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] "
                               "are allowed")
-    if store.find_network(conn, name) and store.find_network(conn, name)["name"] == name:
-        raise Conflict(f"network with name {name} already exists")
     if (gateway or ip_range) and not subnet:
         raise InvalidArgument("--gateway and --ip-range need --subnet")
     net_id = secrets.token_hex(32)
     with store.host_lock():
+        if conn.execute("SELECT 1 FROM networks WHERE name = ?", (name,)).fetchone():
+            raise Conflict(f"network with name {name} already exists")
         resolvers = files.host_resolv()["nameservers"]
         taken = host.taken_subnets(conn)
         if subnet:

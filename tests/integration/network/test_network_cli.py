@@ -76,9 +76,17 @@ def test_run_on_user_network_by_name(ketch_env, busybox_image):
         assert "hello-by-name" in r.stdout
         r = ketch("network", "rm", net, check=False)
         assert r.returncode != 0 and "active endpoints" in r.stderr
+        # A second network, connected while running: eth1, and twice is refused.
+        ketch("network", "create", net + "b")
+        ketch("network", "connect", "--alias", "srv2", net + "b", "srv")
+        r = ketch("network", "connect", net + "b", "srv", check=False)
+        assert r.returncode == 125 and "already exists in network" in r.stderr
+        doc = json.loads(ketch("network", "inspect", net + "b").stdout)[0]
+        assert [c["Name"] for c in doc["Containers"].values()] == ["srv"]
+        ketch("network", "disconnect", net + "b", "srv")
     finally:
         ketch("rm", "-f", "srv", check=False)
-    ketch("network", "rm", net)
+    ketch("network", "rm", net, net + "b")
 
 
 def test_run_publish(ketch_env, busybox_image, tmp_path):

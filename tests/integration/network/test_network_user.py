@@ -8,6 +8,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -19,6 +20,11 @@ from tests.integration.network.conftest import BUSYBOX
 
 CID_A, CID_B, CID_C = "a" * 64, "b" * 64, "c" * 64
 REQ = "GET / HTTP/1.0\r\n\r\n"
+PEER_ECHO = """
+import socket, sys
+s = socket.socket(); s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen()
+c, peer = s.accept(); c.sendall(peer[0].encode() + b"\\n"); c.close()
+"""
 
 
 def _listen(box, port: int, reply: str):
@@ -152,14 +158,19 @@ def test_internal_network_has_no_way_out(conn, boxes):
     x = int(tid, 16) % 250
     outside = _outside_link(out, f"kx{tid}", f"10.199.{x}")
     try:
-        _listen(out, 7100, "outside")
+        # The outside sees the host's address, not the container's: masqueraded egress.
+        out.spawn(sys.executable, "-c", PEER_ECHO, "7100")
+        for _ in range(100):
+            if out.sh(f"{BUSYBOX} netstat -ltn | grep -q ':7100 '").returncode == 0:
+                break
+            threading.Event().wait(0.05)
         r = b.run(BUSYBOX, "nc", "-w", "3", outside, "7100", input="")
-        assert r.stdout == "outside\n", r.stderr
+        assert r.stdout == f"10.199.{x}.1\n", r.stderr
         # Even with a default route added by hand, the table drops the internal egress.
         gw_a = inside["IPAM"]["Config"][0]["Gateway"]
         a.sh(f"{BUSYBOX} ip route add default via {gw_a}", check=True)
-        _listen(out, 7100, "outside")
-        r = a.run(BUSYBOX, "nc", "-w", "2", outside, "7100", input="")
+        _listen(out, 7101, "outside")
+        r = a.run(BUSYBOX, "nc", "-w", "2", outside, "7101", input="")
         assert r.stdout != "outside\n"
     finally:
         link.delete(f"kx{tid}")
