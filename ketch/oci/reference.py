@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from ketch.errors import InvalidArgument
 from ketch.oci import digest as _digest
@@ -24,12 +25,12 @@ LEGACY_DOMAIN = "index.docker.io"
 OFFICIAL_PREFIX = "library/"
 DEFAULT_TAG = "latest"
 
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_DOMAIN = re.compile(
-    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    r"|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_ID = re.compile(r"^[a-f0-9]{64}$")
+_COMPONENT = r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$"
+_DOMAIN = (r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+           r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+           r"|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$")
+_TAG = r"^[\w][\w.-]{0,127}$"
+_ID = r"^[a-f0-9]{64}$"
 MAX_NAME = 255
 
 
@@ -73,6 +74,12 @@ class Reference:
         return Reference(self.domain, self.path, tag, None)
 
 
+@cache
+def _rx(pattern: str) -> re.Pattern[str]:
+    """Compiled on first use: listing images never needs the grammar."""
+    return re.compile(pattern)
+
+
 def _split_domain(name: str) -> tuple[str, str]:
     first, sep, rest = name.partition("/")
     if not sep or ("." not in first and ":" not in first and first != "localhost"
@@ -91,7 +98,7 @@ def parse(value: str, default_tag: bool = True) -> Reference:
     """Parse and normalise `value`; InvalidArgument with Docker's wording when malformed."""
     if not value or value != value.strip():
         raise InvalidArgument(f"invalid reference format: {value!r}")
-    if _ID.match(value):
+    if _rx(_ID).match(value):
         raise InvalidArgument(
             f"invalid repository name ({value}), cannot specify 64-byte hexadecimal strings")
     rest, dig = value, None
@@ -104,15 +111,15 @@ def parse(value: str, default_tag: bool = True) -> Reference:
     colon = rest.rfind(":")
     if colon > slash:
         rest, tag = rest[:colon], rest[colon + 1:]
-        if not _TAG.match(tag):
+        if not _rx(_TAG).match(tag):
             raise InvalidArgument(f"invalid reference format: {value!r} has a bad tag {tag!r}")
     if not rest:
         raise InvalidArgument(f"invalid reference format: {value!r}")
     domain, path = _split_domain(rest)
-    if not _DOMAIN.match(domain):
+    if not _rx(_DOMAIN).match(domain):
         raise InvalidArgument(f"invalid reference format: {value!r} has a bad domain {domain!r}")
     for comp in path.split("/"):
-        if not _COMPONENT.match(comp):
+        if not _rx(_COMPONENT).match(comp):
             if comp.lower() != comp:
                 raise InvalidArgument(
                     f"invalid reference format: repository name ({path}) must be lowercase")
