@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import click
@@ -30,6 +31,12 @@ def _pairs(values: tuple[str, ...], what: str) -> dict:
     return out
 
 
+def _alias(cmd: click.Command) -> click.Command:
+    alias = copy.copy(cmd)
+    alias.hidden = True
+    return alias
+
+
 def _container_id(conn, ref: str) -> str:
     """A container reference as the engine knows it; the raw ref if it has no record."""
     try:
@@ -41,7 +48,26 @@ def _container_id(conn, ref: str) -> str:
 
 @click.group("network")
 def network() -> None:
-    """Manage networks."""
+    """Manage networks.
+
+    \b
+    What ketch changes on the host:
+    - bridges (ketch0, kb-<id>) and veths (kv_<id>); nothing else is renamed
+      or reconfigured;
+    - one nftables table, `ip ketch`, rebuilt whole on every change and
+      deleted when no bridge network is in use; no other table is touched;
+    - net.ipv4.ip_forward=1 when a non-internal bridge network comes up
+      (routed egress needs it; it is never turned back off), and
+      route_localnet=1 and hairpin mode on ketch's own bridge and ports only.
+
+    \b
+    Published ports and the host firewall: -p is DNAT in the nat prerouting
+    and output hooks, before the filter INPUT hook, so a host firewall's INPUT
+    rules do not see published traffic (as with Docker); only its FORWARD
+    rules do (a FORWARD policy of drop blocks it). To publish on loopback unless an address is given, set
+    KETCH_PUBLISH_IP=127.0.0.1, or create the network with
+    -o com.docker.network.bridge.host_binding_ipv4=127.0.0.1.
+    """
 
 
 @network.command("create")
@@ -117,7 +143,7 @@ def ls(quiet: bool, no_trunc: bool, filters: tuple[str, ...], fmt: str | None) -
                                     LS_DEFAULT), nl=False)
 
 
-network.add_command(ls, "list")
+network.add_command(_alias(ls), "list")
 
 
 @network.command("inspect")
@@ -161,7 +187,7 @@ def rm(refs: tuple[str, ...], force: bool) -> None:
         raise SystemExit(1)
 
 
-network.add_command(rm, "remove")
+network.add_command(_alias(rm), "remove")
 
 
 @network.command("connect")
