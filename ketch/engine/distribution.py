@@ -97,7 +97,6 @@ def pull_one(r: _ref.Reference, want: dict[str, str],
     """Pull one reference. `strict`: the platform was asked for, so a single-platform
     image of another platform is refused (as Docker does) instead of taken."""
     from ketch.engine import images as _images
-    from ketch.oci import image_spec as spec
 
     repo = open_repository(r.domain, r.path)
     conn = db.connect()
@@ -106,33 +105,44 @@ def pull_one(r: _ref.Reference, want: dict[str, str],
         target = r.digest or r.tag
         _emit(progress, "", f"{target}: Pulling from {r.familiar_name()}")
         resolved = repo.resolve(target, want)
-        content = store.content
-        for data, dig in ((resolved.index_bytes, resolved.index_digest),
-                          (resolved.manifest_bytes, resolved.manifest_digest)):
-            if data is not None and not content.exists(dig):
-                _store_bytes(content, data, dig)
-        cfg = resolved.config
-        before = store.resolve_id(str(r))
-        known = before is not None and before == cfg["digest"]
-        _fetch(repo, content, [cfg], None)
-        config_raw = content.read(cfg["digest"])
-        config = spec.parse_config(config_raw, f"config {cfg['digest']}")
-        if strict and resolved.index_digest is None:
-            _check_platform(r, want, config)
-        diff_ids = config["rootfs"]["diff_ids"]
-        if len(diff_ids) != len(resolved.layers):
-            raise DataError(f"manifest {resolved.manifest_digest}: {len(resolved.layers)} "
-                            f"layers but the config lists {len(diff_ids)} diff_ids")
-        downloaded = _pull_layers(repo, store, resolved.layers, diff_ids, progress)
-        names = [] if r.digest else [str(r)]
-        record = store.record_image(resolved.manifest_digest, resolved.manifest, config,
-                                    config_raw, names, repo_for_digest=r.name)
-        _emit(progress, "", f"Digest: {resolved.repo_digest}")
-        return PullReport(str(r), record.id, resolved.repo_digest,
-                          downloaded or not known, [d["digest"] for d in resolved.layers])
+        # Blobs and snapshots are unreferenced until the image is recorded: hold
+        # the GC lock shared so a concurrent prune leaves them alone.
+        with store.lock():
+            return _pull_resolved(r, want, strict, repo, store, resolved, progress)
     finally:
         conn.close()
         repo.t.close()
+
+
+def _pull_resolved(r: _ref.Reference, want: dict[str, str], strict: bool, repo, store,
+                   resolved, progress: Progress | None) -> PullReport:
+    """Fetch config and layers of a resolved manifest, unpack, and record the image."""
+    from ketch.oci import image_spec as spec
+
+    content = store.content
+    for data, dig in ((resolved.index_bytes, resolved.index_digest),
+                      (resolved.manifest_bytes, resolved.manifest_digest)):
+        if data is not None and not content.exists(dig):
+            _store_bytes(content, data, dig)
+    cfg = resolved.config
+    before = store.resolve_id(str(r))
+    known = before is not None and before == cfg["digest"]
+    _fetch(repo, content, [cfg], None)
+    config_raw = content.read(cfg["digest"])
+    config = spec.parse_config(config_raw, f"config {cfg['digest']}")
+    if strict and resolved.index_digest is None:
+        _check_platform(r, want, config)
+    diff_ids = config["rootfs"]["diff_ids"]
+    if len(diff_ids) != len(resolved.layers):
+        raise DataError(f"manifest {resolved.manifest_digest}: {len(resolved.layers)} "
+                        f"layers but the config lists {len(diff_ids)} diff_ids")
+    downloaded = _pull_layers(repo, store, resolved.layers, diff_ids, progress)
+    names = [] if r.digest else [str(r)]
+    record = store.record_image(resolved.manifest_digest, resolved.manifest, config,
+                                config_raw, names, repo_for_digest=r.name)
+    _emit(progress, "", f"Digest: {resolved.repo_digest}")
+    return PullReport(str(r), record.id, resolved.repo_digest,
+                      downloaded or not known, [d["digest"] for d in resolved.layers])
 
 
 def _check_platform(r: _ref.Reference, want: dict[str, str], config: dict) -> None:
@@ -174,7 +184,8 @@ def _pull_layers(repo, store, layers: list[dict], diff_ids: list[str],
                 short = _digest.short(desc["digest"])
                 if desc in todo:
                     _emit(progress, short, "Extracting")
-                chain = store.ensure_layer(chain, desc["digest"], diff_id)
+                chain = store.ensure_layer(chain, desc["digest"], diff_id,
+                                           progress=_extract_progress(progress, short))
                 if desc in todo:
                     _emit(progress, short, "Pull complete")
         except BaseException:
@@ -192,6 +203,17 @@ def _store_bytes(content, data: bytes, dig: str) -> None:
             w.truncate()
             w.write(data)
         w.commit()
+
+
+def _extract_progress(progress: Progress | None, short: str):
+    """ensure_layer's (kind, blob, done, total) callback as Extracting events."""
+    if progress is None:
+        return None
+
+    def report(kind: str, _blob: str, done: int, total: int) -> None:
+        if kind == "extract":
+            _emit(progress, short, "Extracting", done, total)
+    return report
 
 
 class _Stopped(KetchError):
