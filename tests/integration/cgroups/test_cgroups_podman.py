@@ -69,6 +69,8 @@ def test_podman_limits_pause_and_cleanup(ketch_env, tmp_path):
         assert read("cpu", "cpu.shares") == "512"
         assert read("cpu", "cpu.cfs_quota_us") == "50000"
         assert "c 1:3 rwm" in read("devices", "devices.list").splitlines()
+        state = podman("inspect", "-f", "{{.State.Status}} exit={{.State.ExitCode}} {{.State.Error}}", cid)
+        assert state.startswith("running"), state
         podman("pause", cid)
         assert read("freezer", "freezer.state") == "FROZEN"
         podman("unpause", cid)
