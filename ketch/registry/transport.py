@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 
@@ -193,7 +194,7 @@ class Transport:
 
 def _transport_error(registry: str, what: str, exc: httpx.TransportError) -> KetchError:
     if isinstance(exc, httpx.ConnectError):
-        reason = str(exc) or "connection failed"
+        reason = re.sub(r"^\[Errno -?\d+\] ", "", str(exc)) or "connection failed"
         if "refused" in reason.lower():
             reason = "connection refused"
         return Unavailable(f"{what}: cannot reach registry {registry}: {reason}")
