@@ -187,8 +187,9 @@ def plug(conn, cid: str, net: dict, netns: str, index: int, opts: dict) -> dict:
     """Lease an address on `net` and plug a veth for it into `netns` as eth<index>."""
     for ep in store.endpoints(conn, container_id=cid):
         if ep["network_id"] == net["id"]:
-            raise Conflict(f"endpoint with name {cid[:12]} already exists in network "
-                           f"{net['name']}")
+            sb = store.sandbox(conn, cid) or {}
+            raise Conflict(f"endpoint with name {sb.get('name') or cid[:12]} already exists "
+                           f"in network {net['name']}")
     host.bring_up(net, conn)
     subnet = ipam.IPv4Network(net["subnet"])
     with store.transaction(conn):

@@ -148,7 +148,13 @@ def _sb(row: sqlite3.Row) -> dict:
 
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on error (the connection is autocommit)."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error (the connection is autocommit).
+
+    Inside a caller's transaction it only runs the body: the caller commits.
+    """
+    if conn.in_transaction:
+        yield conn
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn

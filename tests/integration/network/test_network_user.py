@@ -20,6 +20,19 @@ from tests.integration.network.conftest import BUSYBOX
 
 CID_A, CID_B, CID_C = "a" * 64, "b" * 64, "c" * 64
 REQ = "GET / HTTP/1.0\r\n\r\n"
+TCP_QUERY = """
+import socket, struct, sys
+name = sys.argv[1].encode()
+q = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + bytes([len(name)]) + name + b"\\0" \\
+    + struct.pack("!HH", 1, 1)
+s = socket.create_connection(("127.0.0.11", 53), timeout=3)
+s.sendall(struct.pack("!H", len(q)) + q)
+n = struct.unpack("!H", s.recv(2))[0]
+r = b""
+while len(r) < n:
+    r += s.recv(n - len(r))
+print(socket.inet_ntoa(r[-4:]))
+"""
 PEER_ECHO = """
 import socket, sys
 s = socket.socket(); s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen()
@@ -81,6 +94,9 @@ def test_containers_talk_by_name_and_alias(conn, boxes):
         ip_a = sa["Networks"][net["Name"]]["IPAddress"]
         out = b.run(BUSYBOX, "nslookup", "database", "127.0.0.11").stdout
         assert ip_a in out
+        # The same over TCP (large answers and some resolvers use it).
+        r = b.run(sys.executable, "-c", TCP_QUERY, "db")
+        assert r.stdout.strip() == ip_a, r.stderr
         # Other names go to the upstream (here a fake one on the host's loopback).
         out = b.run(BUSYBOX, "nslookup", "example.test", "127.0.0.11").stdout
         assert "10.123.0.9" in out
