@@ -11,9 +11,9 @@ Anything else is an InvalidArgument naming the action, not a traceback.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-import shlex
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -58,18 +58,23 @@ def _text(value: Any) -> str:
 def _arg(data: Any, token: str) -> Any:
     if token.startswith("."):
         return _lookup(data, token)
-    if token.startswith('"') or token.startswith("'"):
-        return shlex.split(token)[0]
+    if token[:1] in ('"', "'"):
+        return token[1:-1].replace('\\"', '"')
     if token.lstrip("-").isdigit():
         return int(token)
     raise InvalidArgument(f"template: unexpected {token!r}")
 
 
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'|\S+')
+
+
+@functools.lru_cache(maxsize=256)
+def _words(action: str) -> tuple[str, ...]:
+    return tuple(_TOKEN.findall(action))
+
+
 def _eval(data: Any, action: str) -> str:
-    try:
-        words = shlex.split(action, posix=False)
-    except ValueError as exc:
-        raise InvalidArgument(f"template: bad action {{{{{action}}}}}: {exc}") from None
+    words = _words(action)
     if not words:
         return ""
     fn, args = words[0], [_arg(data, w) for w in words[1:]]
@@ -94,16 +99,22 @@ def _eval(data: Any, action: str) -> str:
     raise InvalidArgument(f"template: function {fn!r} not defined")
 
 
+@functools.lru_cache(maxsize=64)
+def _parse(template: str) -> tuple[tuple[str, str | None], ...]:
+    """Literal text and actions of a template, parsed once for all items."""
+    template = template.replace("\\t", "\t").replace("\\n", "\n")
+    parts, pos = [], 0
+    for m in _ACTION.finditer(template):
+        parts.append((template[pos:m.start()], m.group(1)))
+        pos = m.end()
+    parts.append((template[pos:], None))
+    return tuple(parts)
+
+
 def render(template: str, data: Any) -> str:
     """Render one item through a Go-style template (escapes \\t and \\n like Docker)."""
-    template = template.replace("\\t", "\t").replace("\\n", "\n")
-    out, pos = [], 0
-    for m in _ACTION.finditer(template):
-        out.append(template[pos:m.start()])
-        out.append(_eval(data, m.group(1)))
-        pos = m.end()
-    out.append(template[pos:])
-    return "".join(out)
+    return "".join(lit + (_eval(data, act) if act is not None else "")
+                   for lit, act in _parse(template))
 
 
 def table(rows: Iterable[Iterable[Any]], header: Iterable[str] | None = None) -> str:

@@ -345,13 +345,15 @@ def _inspect_one(name: str, kind: str) -> dict:
     raise NotFound(name)
 
 
-_MORE = ("attach", "commit", "container", "cp", "diff", "exec_", "export", "logs", "pause",
-         "port", "rename", "stats", "top", "unpause", "update")
+_MORE = {"attach": "more", "container": "more", "exec_": "more", "logs": "more",
+         "pause": "more", "port": "more", "rename": "more", "top": "more", "unpause": "more",
+         "update": "more", "commit": "fs", "cp": "fs", "diff": "fs", "export": "fs",
+         "stats": "fs"}
 
 
 def __getattr__(name: str):
     """The other container commands, loaded only when one of them is invoked."""
     if name in _MORE:
-        from ketch.cli import container_more
-        return getattr(container_more, name)
+        import importlib
+        return getattr(importlib.import_module(f"ketch.cli.container_{_MORE[name]}"), name)
     raise AttributeError(name)

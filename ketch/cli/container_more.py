@@ -213,22 +213,6 @@ def port(container, port):
             click.echo(f"{key} -> {b.get('HostIp', '0.0.0.0')}:{b.get('HostPort')}")
 
 
-def _not_yet(name: str):
-    @click.command(name, context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def cmd(args):
-        raise KetchError(f"`ketch {name}` is not implemented yet")
-    cmd.help = f"({name}: not implemented yet)"
-    return cmd
-
-
-stats = _not_yet("stats")
-cp = _not_yet("cp")
-diff = _not_yet("diff")
-commit = _not_yet("commit")
-export = _not_yet("export")
-
-
 @click.group(context_settings=CTX)
 def container():
     """Manage containers."""
