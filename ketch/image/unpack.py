@@ -104,6 +104,8 @@ class Unpacker:
         self.is_root = os.geteuid() == 0
         self.created: set[tuple[str, ...]] = set()
         self.dirs: list[tuple[tuple[str, ...], tarfile.TarInfo]] = []
+        self._parent: tuple[tuple[str, ...], int] | None = None
+        self._stale = False
         try:
             os.close(openat2(self.root, ".", _DIR_FLAGS, 0, Resolve.IN_ROOT))
             self.have_openat2 = True
@@ -111,6 +113,7 @@ class Unpacker:
             self.have_openat2 = False
 
     def close(self) -> None:
+        self.forget_parent()
         os.close(self.root)
 
     # -- resolution ----------------------------------------------------------
@@ -175,11 +178,13 @@ class Unpacker:
         if not parts:
             return  # the root itself
         *parent, leaf = parts
-        pfd = self.parent_fd(parent, m.name)
+        pfd = self.cached_parent(tuple(parent), m.name)
         try:
             if leaf == WH_OPAQUE:
+                self._stale = True
                 self.opaque(pfd, tuple(parent), m.name)
             elif leaf.startswith(WH_PREFIX):
+                self._stale = True
                 self.whiteout(pfd, leaf[len(WH_PREFIX):], m.name)
             else:
                 self.create(tf, m, pfd, leaf, tuple(parts))
@@ -187,7 +192,24 @@ class Unpacker:
             why = getattr(exc, "strerror", None) or exc
             raise DataError(f"layer entry {m.name!r}: {why}") from exc
         finally:
-            os.close(pfd)
+            if self._stale:
+                self.forget_parent()   # pfd itself was the cached fd
+                self._stale = False
+
+    def cached_parent(self, parent: tuple[str, ...], entry: str) -> int:
+        """Entries come grouped by directory: keep the last parent's fd. Any
+        removal forgets it, so a cached fd never names a replaced directory."""
+        if self._parent is not None and self._parent[0] == parent:
+            return self._parent[1]
+        self.forget_parent()
+        fd = self.parent_fd(list(parent), entry)
+        self._parent = (parent, fd)
+        return fd
+
+    def forget_parent(self) -> None:
+        if self._parent is not None:
+            os.close(self._parent[1])
+            self._parent = None
 
     def whiteout(self, pfd: int, name: str, entry: str) -> None:
         if not name or name in (".", ".."):
@@ -216,6 +238,7 @@ class Unpacker:
         except FileNotFoundError:
             st = None
         if st is not None and not (m.isdir() and stat.S_ISDIR(st.st_mode)):
+            self._stale = True
             remove_at(pfd, leaf)
             st = None
         self.created.add(key)
@@ -248,10 +271,9 @@ class Unpacker:
                      0o600, dir_fd=pfd)
         try:
             src = tf.extractfile(m)
-            zero = bytes(_CHUNK)
             while src is not None and (chunk := src.read(_CHUNK)):
-                # Runs of zeros become holes: sparse files stay sparse.
-                if chunk == zero[:len(chunk)]:
+                # Whole blocks of zeros become holes: sparse files stay sparse.
+                if len(chunk) >= 4096 and chunk.count(0) == len(chunk):
                     os.lseek(fd, len(chunk), os.SEEK_CUR)
                 else:
                     os.write(fd, chunk)
