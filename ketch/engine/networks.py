@@ -75,12 +75,14 @@ def attach(conn: sqlite3.Connection, container_id: str, network: str | list[str]
             into the container; attach writes their content IN PLACE (same
             inode, so a bind mount made before start sees it)
 
-    Returns Docker's NetworkSettings shape plus file contents:
-        {"NetworkMode", "IPAddress", "IPPrefixLen", "Gateway", "MacAddress",
+    Returns settings() (Docker's NetworkSettings) plus four keys for the caller:
+        {"Bridge", "SandboxID", "SandboxKey", "EndpointID", "IPAddress", "IPPrefixLen",
+         "Gateway", "MacAddress",
          "Networks": {name: {"NetworkID", "EndpointID", "IPAddress", "IPPrefixLen",
                               "Gateway", "MacAddress", "Aliases", "DNSNames"}},
          "Ports": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]},
-         "Hostname", "hosts": "<text>", "resolv_conf": "<text>"}
+         # only in attach's answer:
+         "NetworkMode", "Hostname", "hosts": "<text>", "resolv_conf": "<text>"}
 
     Failure (port in use, bad --ip, unknown network) raises a ketch error and
     leaves nothing behind: no veth, lease, rule or DNS process.
@@ -101,7 +103,7 @@ def detach(conn: sqlite3.Connection, container_id: str) -> None:
 
 
 def settings(conn: sqlite3.Connection, container_id: str) -> dict | None:
-    """The container's current NetworkSettings (as attach returned), or None."""
+    """The container's NetworkSettings, as `ketch inspect` shows them, or None."""
     from ketch.network import sandbox
 
     return sandbox.settings(_ready(conn), container_id)

@@ -81,7 +81,7 @@ def _simple(conn, base: dict, mode: str, hosts_text: str, resolv_text: str) -> d
     files.write_in_place(opts.get("resolv_conf_path"), resolv_text)
     files.write_in_place(opts.get("hostname_path"), base["hostname"] + "\n")
     _insert_sandbox(conn, dict(base, mode=mode, hosts=hosts_text, resolv=resolv_text))
-    return settings(conn, base["container_id"])
+    return _describe(conn, base["container_id"])
 
 
 def _host_file(path: str) -> str:
@@ -167,7 +167,7 @@ def _attach_bridge(conn, base: dict, nets: list[dict], opts: dict) -> dict:
             host.stop_dns(dns_pid, cid)
         detach(conn, cid)
         raise
-    return settings(conn, cid)
+    return _describe(conn, cid)
 
 
 def _hosts(base: dict, addrs: list[str], opts: dict, gateway: str = "") -> str:
@@ -248,13 +248,25 @@ def _drop_idle_default(conn) -> None:
 
 
 def settings(conn: sqlite3.Connection, container_id: str) -> dict | None:
+    """Docker's NetworkSettings of an attached container (None if not attached)."""
+    full = _describe(conn, container_id)
+    if full is None:
+        return None
+    for key in ("NetworkMode", "Hostname", "hosts", "resolv_conf"):
+        full.pop(key)
+    return full
+
+
+def _describe(conn: sqlite3.Connection, container_id: str) -> dict | None:
+    """NetworkSettings plus what only attach's caller needs (mode, hostname, file texts)."""
     sb = store.sandbox(conn, container_id)
     if sb is None:
         return None
-    out = {"NetworkMode": sb["mode"], "IPAddress": "", "IPPrefixLen": 0, "Gateway": "",
-           "MacAddress": "", "Networks": {}, "Hostname": sb["hostname"],
+    out = {"Bridge": "", "SandboxID": container_id, "SandboxKey": sb["netns"] or "",
            "Ports": ports.docker_ports(sb["ports"], sb["opts"].get("exposed") or []),
-           "hosts": sb["hosts"], "resolv_conf": sb["resolv"]}
+           "EndpointID": "", "IPAddress": "", "IPPrefixLen": 0, "Gateway": "",
+           "MacAddress": "", "Networks": {}, "NetworkMode": sb["mode"],
+           "Hostname": sb["hostname"], "hosts": sb["hosts"], "resolv_conf": sb["resolv"]}
     for ep in store.endpoints(conn, container_id=container_id):
         net = store.find_network(conn, ep["network_id"])
         plen = ipam.IPv4Network(net["subnet"]).prefixlen
@@ -266,7 +278,8 @@ def settings(conn: sqlite3.Connection, container_id: str) -> dict | None:
             "Aliases": ep["aliases"] or None,
             "DNSNames": names if net["name"] != "bridge" else None}
         if ep["seq"] == 0:
-            out.update(IPAddress=ep["ip"], IPPrefixLen=plen, Gateway=gw, MacAddress=ep["mac"])
+            out.update(EndpointID=ep["id"], IPAddress=ep["ip"], IPPrefixLen=plen, Gateway=gw,
+                       MacAddress=ep["mac"])
             if sb["mode"] == "bridge":
                 out["NetworkMode"] = "default" if net["name"] == "bridge" else net["name"]
     if sb["mode"] in ("host", "none"):
