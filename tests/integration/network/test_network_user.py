@@ -16,6 +16,7 @@ import pytest
 from ketch.engine import networks
 from ketch.errors import Conflict, InvalidArgument
 from ketch.network import host, link, nft, store
+from tests.conftest import command
 from tests.integration.network.conftest import BUSYBOX
 
 CID_A, CID_B, CID_C = "a" * 64, "b" * 64, "c" * 64
@@ -218,18 +219,30 @@ def _outside_link(box, name: str, prefix: str) -> str:
 def test_reconcile_after_kill_9(conn, boxes):
     tid = os.environ["KETCH_TEST_ID"][:6]
     net = networks.create(conn, f"rc{tid}")
-    a, b = boxes("a"), boxes("b")
+    a, b, c = boxes("a"), boxes("b"), boxes("c")
     networks.attach(conn, CID_A, net["Name"], a.netns, a.opts(name="a", ports=["80"]))
     networks.attach(conn, CID_B, "bridge", b.netns, b.opts())
+    networks.attach(conn, CID_C, net["Name"], c.netns, c.opts(name="c"))
     dns_pid = store.sandbox(conn, CID_A)["dns_pid"]
+    # A DNS server whose container dies exits by itself (it watches a pidfd).
+    dns_c = store.sandbox(conn, CID_C)["dns_pid"]
+    c.kill()
+    for _ in range(100):
+        if not host.is_dns_process(dns_c):
+            break
+        threading.Event().wait(0.05)
+    assert not host.is_dns_process(dns_c)
     veth_b = store.endpoints(conn, container_id=CID_B)[0]["veth"]
     # kill -9 of everything: the containers and the DNS server. Nobody calls detach.
     os.kill(dns_pid, signal.SIGKILL)
     a.kill()
     b.kill()
-    report = networks.reconcile(conn)
-    assert sorted(report["containers"]) == [CID_A, CID_B]
+    # The next ketch command cleans up (here `network ls`), and then nothing is left to do.
+    subprocess.run([command("ketch"), "network", "ls"], check=True, capture_output=True)
+    assert networks.reconcile(conn) == {"containers": [], "veths": [], "bridges": []}
+    assert store.sandbox(conn, CID_C) is None
     assert store.sandboxes(conn) == [] and store.endpoints(conn) == []
+    assert not host.is_dns_process(dns_pid)
     assert not link.exists(veth_b) and not link.exists(host.default_bridge_name())
     assert link.exists(host.bridge_name(net["Id"]))  # the network itself survives
     live = subprocess.run(["nft", "list", "table", "ip", host.table_name()],
