@@ -118,10 +118,15 @@ def _box() -> subprocess.Popen:
 
 
 def _host_address() -> str:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from tests.integration.network.conftest import host_address
+    """A global IPv4 address of the host itself (not loopback, not a ketch bridge)."""
+    from pyroute2 import IPRoute
 
-    return host_address()
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        for a in ipr.get_addr(family=2):
+            if a["scope"] == 0 and not names.get(a["index"], "").startswith(("k", "lo")):
+                return a.get_attr("IFA_ADDRESS")
+    raise SystemExit("the host has no global IPv4 address")
 
 
 def run(secs: float, connects: int, rounds: int) -> dict:
