@@ -1,7 +1,11 @@
-"""bpf(2): load a program, attach/detach/query it on a cgroup. No policy.
+"""The two ways a BPF program enters the kernel, without policy:
 
-The attr unions are packed by hand at the offsets of linux/bpf.h; only the
-fields these commands use are set, the rest stay zero as the kernel requires.
+* bpf(2): load an eBPF program, attach/detach/query it on a cgroup (the v2
+  device filter). The attr unions are packed by hand at the offsets of
+  linux/bpf.h; only the fields these commands use are set, the rest stay
+  zero as the kernel requires.
+* seccomp(2) SECCOMP_SET_MODE_FILTER: install a classic-BPF syscall filter
+  (struct sock_filter array, as libseccomp exports it).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ BPF_CGROUP_DEVICE = 6
 BPF_F_ALLOW_MULTI = 2
 
 _NR_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+_NR_SECCOMP = {"x86_64": 317, "aarch64": 277, "riscv64": 277, "ppc64le": 358, "s390x": 348}
+SECCOMP_SET_MODE_FILTER = 1
 _ATTR_SIZE = 128
 
 
@@ -86,3 +92,25 @@ def prog_get_fd_by_id(prog_id: int) -> int:
     attr = ctypes.create_string_buffer(_ATTR_SIZE)
     struct.pack_into("=I", attr, 0, prog_id)
     return _bpf(BPF_PROG_GET_FD_BY_ID, attr, "bpf(BPF_PROG_GET_FD_BY_ID)")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, {len, program}) on the calling thread."""
+    nr = _NR_SECCOMP.get(platform.machine())
+    if nr is None:
+        raise OSError(38, f"seccomp: syscall number unknown on {platform.machine()}")
+    code = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(code))
+    fn = libc().syscall
+    fn.restype = ctypes.c_long
+    ret = fn(ctypes.c_long(nr), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
+             ctypes.byref(prog))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp(SECCOMP_SET_MODE_FILTER): {os.strerror(err)}")
+    if ret > 0:  # TSYNC: the id of a thread that could not be synchronised
+        raise OSError(3, f"seccomp(SECCOMP_SET_MODE_FILTER): thread {ret} cannot take the filter")

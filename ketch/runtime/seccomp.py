@@ -8,7 +8,10 @@ it; the init calls load() as late as possible before execve.
 pyseccomp is imported lazily (only containers with a seccomp section pay for
 it) and it dlopen()s libseccomp when imported, so init must call prepare()
 while the host filesystem is still visible, i.e. before pivot_root; after
-that compile()/load() work from memory.
+that compile()/load() work from memory. prepare(spec) goes further: it takes
+the compiled program from the cache (seccomp_cache.py) or compiles and
+caches it, and load(spec) then installs those bytes with seccomp(2) without
+libseccomp at all.
 
 Semantics follow runc where the spec is silent:
 * syscall names libseccomp does not know are ignored (profiles list syscalls
@@ -135,8 +138,33 @@ def validate(seccomp: dict | None) -> None:
             _check_arg(arg, f"{field}.args[{j}]")
 
 
-def prepare() -> object:
-    """Import pyseccomp (which loads libseccomp); call before pivot_root."""
+def prepare(seccomp: dict | None = None) -> object | None:
+    """Get ready to load() after pivot_root; returns pyseccomp when it was imported.
+
+    Without a spec: import pyseccomp (loading libseccomp). With one: also
+    have its compiled program at hand (cached or freshly compiled), so
+    load(spec) needs no library.
+    """
+    global _ready
+    if seccomp is None:
+        return _import()
+    from ketch.runtime import seccomp_cache
+
+    k = seccomp_cache.key(seccomp)
+    prog = seccomp_cache.lookup(k)
+    sc = None
+    if prog is None:
+        sc = _import()
+        prog = seccomp_cache.export(compile(seccomp))
+        seccomp_cache.store(k, prog)
+    _ready = (seccomp, prog, seccomp_cache.flags(seccomp))
+    return sc
+
+
+_ready: tuple[dict, bytes, int] | None = None
+
+
+def _import() -> object:
     import sys
 
     if "pyseccomp" not in sys.modules:
@@ -209,7 +237,7 @@ def _arg_sets(sc: object, args: list[dict]) -> list[list[object]]:
 def compile(seccomp: dict) -> object:
     """A pyseccomp.SyscallFilter for a validated linux.seccomp object (not loaded)."""
     validate(seccomp)
-    sc = prepare()
+    sc = _import()
     default = _action(sc, seccomp["defaultAction"], seccomp.get("defaultErrnoRet"))
     filt = sc.SyscallFilter(default)
     try:
@@ -245,7 +273,15 @@ def compile(seccomp: dict) -> object:
 
 
 def load(seccomp: dict) -> None:
-    """Build and install the filter on the calling thread (all threads with TSYNC)."""
+    """Install the filter on the calling thread (all threads with TSYNC)."""
+    if _ready is not None and _ready[0] == seccomp:
+        from ketch._sys import bpf
+
+        try:
+            bpf.seccomp_set_filter(_ready[1], _ready[2])
+        except OSError as exc:
+            raise FailedPrecondition(f"load seccomp filter: {exc.strerror}") from exc
+        return
     filt = compile(seccomp)
     try:
         filt.load()

@@ -138,3 +138,45 @@ def test_default_profile_runs_programs_and_blocks_user_namespaces(ketch_env):
     _, (unshare_errno, code) = in_child(child)
     assert unshare_errno == errno.EPERM
     assert code == 7
+
+
+CACHED_PROBE = """
+import errno, json, os, sys
+from ketch.runtime import seccomp
+spec = json.loads(sys.argv[1])
+seccomp.prepare(spec)
+print("pyseccomp" in sys.modules)
+seccomp.load(spec)
+try:
+    os.getcwd()
+    print(0)
+except OSError as exc:
+    print(exc.errno)
+pid = os.fork()
+if pid == 0:
+    os.execv("/bin/sh", ["sh", "-c", "exit 7"])
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_prepared_filter_is_cached_and_loaded_without_libseccomp(ketch_env):
+    import subprocess
+    import sys
+
+    from ketch.runtime import seccomp_cache
+
+    spec = seccomp.default_profile()
+    spec["syscalls"].insert(0, {"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 95})
+    run = lambda: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", CACHED_PROBE, json.dumps(spec)], capture_output=True, text=True,
+        timeout=60).stdout.split()
+    # First start compiles with libseccomp and fills the cache; the second does not need it.
+    assert run() == ["True", "95", "7"]
+    files = os.listdir(seccomp_cache.directory())
+    assert files == [f"{seccomp_cache.key(spec)}.bpf"]
+    assert run() == ["False", "95", "7"]
+    # A damaged entry is ignored (and replaced), never loaded.
+    with open(os.path.join(seccomp_cache.directory(), files[0]), "wb") as f:
+        f.write(b"\x06\x00\x00")
+    assert run() == ["True", "95", "7"]
+    assert run() == ["False", "95", "7"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 
@@ -117,3 +118,24 @@ def test_prepare_leaves_ctypes_util_alone():
             "import ctypes.util\nassert ctypes.util.find_library('c')\nprint('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_cache_key_lookup_and_store(tmp_path, monkeypatch):
+    from ketch.runtime import seccomp_cache
+
+    monkeypatch.setenv("KETCH_RUNROOT", str(tmp_path))
+    a = {"defaultAction": "SCMP_ACT_ALLOW"}
+    b = {"defaultAction": "SCMP_ACT_LOG"}
+    assert seccomp_cache.key(a) == seccomp_cache.key(dict(a)) != seccomp_cache.key(b)
+    k = seccomp_cache.key(a)
+    assert seccomp_cache.lookup(k) is None
+    prog = seccomp_cache.export(seccomp.compile(a))
+    assert len(prog) % 8 == 0 and prog
+    seccomp_cache.store(k, prog)
+    assert seccomp_cache.lookup(k) == prog
+    assert sorted(os.listdir(seccomp_cache.directory())) == [f"{k}.bpf"]  # no temp file left
+    assert oct(os.stat(seccomp_cache.directory()).st_mode & 0o777) == "0o700"
+    with open(os.path.join(seccomp_cache.directory(), f"{k}.bpf"), "ab") as f:
+        f.write(b"\x00")  # no longer whole instructions
+    assert seccomp_cache.lookup(k) is None
+    assert seccomp_cache.flags({"flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"]}) == 3
