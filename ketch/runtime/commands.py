@@ -1,8 +1,11 @@
-"""One function per `ketch-runc` command: parsed options in, output and exit code out."""
+"""One function per `ketch-runc` command: parsed options in, output and exit code out.
+
+`json` is imported where output is made, not here: create/start/run/delete
+(the container start path) never load it.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -11,6 +14,7 @@ from ketch.runtime.state import Container
 
 
 def _out(obj) -> None:
+    import json
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
@@ -83,6 +87,8 @@ def cmd_resume(root: str, opts: dict, pos: list[str]) -> int:
 
 
 def cmd_list(root: str, opts: dict, pos: list[str]) -> int:
+    import json
+
     from ketch.runtime.state import list_ids
     states = []
     for cid in list_ids(root):
@@ -107,6 +113,8 @@ def cmd_list(root: str, opts: dict, pos: list[str]) -> int:
 
 
 def cmd_ps(root: str, opts: dict, pos: list[str]) -> int:
+    import json
+
     from ketch.runtime import container
     pids = container.pids(Container.load(root, pos[0]))
     if opts.get("format") == "json":
@@ -128,6 +136,7 @@ def cmd_ps(root: str, opts: dict, pos: list[str]) -> int:
 
 
 def cmd_events(root: str, opts: dict, pos: list[str]) -> int:
+    import json
     import time
 
     from ketch.runtime import container
@@ -144,6 +153,8 @@ def cmd_events(root: str, opts: dict, pos: list[str]) -> int:
 
 
 def cmd_spec(root: str, opts: dict, pos: list[str]) -> int:
+    import json
+
     from ketch.oci.runtime_spec import default_spec
     path = os.path.join(opts.get("bundle") or ".", "config.json")
     if os.path.exists(path):
@@ -177,6 +188,7 @@ def cmd_update(root: str, opts: dict, pos: list[str]) -> int:
 
 
 def _update_resources(opts: dict) -> dict:
+    import json
     if opts.get("resources"):
         src = opts["resources"]
         data = sys.stdin.read() if src == "-" else open(src).read()

@@ -90,8 +90,7 @@ def delete(c: Container, force: bool = False) -> None:
         if cg.pids():
             _kill_all(c)
         cg.destroy()
-    import shutil
-    shutil.rmtree(c.dir, ignore_errors=True)
+    c.remove()
     hooks = (c.config.get("hooks") or {}).get("poststop")
     if hooks:
         from ketch.runtime import hooks as _hooks

@@ -1,7 +1,7 @@
 """`create`: bundle -> a container whose init waits on exec.fifo for `start`.
 
 Everything is checked before anything is made; once things are made, an
-ExitStack undoes them in reverse on any failure (kill init, remove the
+undo list reverses them on any failure (kill init, remove the
 cgroup, remove the state dir), so bad input leaves nothing behind.
 """
 
@@ -9,12 +9,35 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import ExitStack
 
 from ketch.errors import AlreadyExists, FailedPrecondition, InvalidArgument, KetchError
 from ketch.oci import runtime_spec
-from ketch.runtime import spawn, sync
+from ketch.runtime import fastjson, spawn, sync
 from ketch.runtime.state import CREATING, Container, check_id
+
+
+class Undo:
+    """contextlib.ExitStack's part we use, without its import cost on the start path."""
+
+    def __init__(self):
+        self._callbacks: list = []
+
+    def callback(self, fn, *args) -> None:
+        self._callbacks.append((fn, args))
+
+    def pop_all(self) -> None:
+        self._callbacks = []
+
+    def __enter__(self) -> Undo:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        while self._callbacks:
+            fn, args = self._callbacks.pop()
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 - undo goes on; the first error is the story
+                pass
 
 
 def validate(spec: dict, bundle: str) -> str:
@@ -45,7 +68,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     """Create the container; returns it and the pid of its init."""
     check_id(cid)
     bundle = os.path.abspath(bundle)
-    spec = runtime_spec.load(os.path.join(bundle, "config.json"))
+    spec = runtime_spec.load(os.path.join(bundle, "config.json"), fastjson.loads)
     rootfs = validate(spec, bundle)
     if spec["process"].get("terminal") and not console_socket:
         raise InvalidArgument("process.terminal: a terminal needs --console-socket")
@@ -55,7 +78,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         os.mkdir(cdir, 0o711)
     except FileExistsError:
         raise AlreadyExists(f"container {cid!r} already exists") from None
-    with ExitStack() as undo:
+    with Undo() as undo:
         undo.callback(_rmtree, cdir)
         c = Container(root, cid, {
             "id": cid, "bundle": bundle, "rootfs": rootfs, "config": spec,
@@ -73,7 +96,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
 
 
 def _spawn(c: Container, spec: dict, console_socket: str | None, no_pivot: bool,
-           preserve: int, undo: ExitStack) -> int:
+           preserve: int, undo: Undo) -> int:
     from ketch.runtime.cgroups import manager_for
     linux = spec.get("linux") or {}
     keep = list(range(3, 3 + preserve))
@@ -151,5 +174,4 @@ def _kill_reap(pid: int) -> None:
 
 
 def _rmtree(path: str) -> None:
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
+    Container(os.path.dirname(path), os.path.basename(path), {}).remove()

@@ -7,16 +7,16 @@ the hooks still run (runtime-spec "Lifecycle").
 
 from __future__ import annotations
 
-import json
 import sys
 
 from ketch.errors import FailedPrecondition
+from ketch.runtime import fastjson
 
 FATAL = ("prestart", "createRuntime", "createContainer", "startContainer")
 
 
 def run_all(hooks: list[dict], kind: str, state: dict | None) -> None:
-    data = json.dumps(state or {}).encode()
+    data = fastjson.dumps(state or {}).encode()
     for i, hook in enumerate(hooks or []):
         try:
             run_one(hook, data)

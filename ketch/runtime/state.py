@@ -8,10 +8,10 @@ exec.fifo still present -> created; cgroup frozen -> paused; else running.
 
 from __future__ import annotations
 
-import json
 import os
 
 from ketch.errors import Conflict, InvalidArgument, NotFound
+from ketch.runtime import fastjson
 
 CREATING, CREATED, RUNNING, STOPPED, PAUSED = "creating", "created", "running", "stopped", \
     "paused"
@@ -70,7 +70,7 @@ class Container:
         check_id(cid)
         try:
             with open(os.path.join(root, cid, "state.json"), "rb") as f:
-                data = json.loads(f.read())
+                data = fastjson.loads(f.read())
         except FileNotFoundError:
             raise NotFound(f"container {cid!r} does not exist") from None
         except ValueError:
@@ -81,7 +81,7 @@ class Container:
         """Atomically: temp file, fsync, rename."""
         tmp = os.path.join(self.dir, ".state.json.tmp")
         with open(tmp, "w") as f:
-            json.dump(self.data, f)
+            f.write(fastjson.dumps(self.data))
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, os.path.join(self.dir, "state.json"))
@@ -97,6 +97,22 @@ class Container:
         if self.data.get("cgroup") and self.cgroup().frozen():
             return PAUSED
         return RUNNING
+
+    def remove(self) -> None:
+        """Remove the state directory (its few files, then itself)."""
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            try:
+                os.unlink(os.path.join(self.dir, name))
+            except OSError:
+                pass
+        try:
+            os.rmdir(self.dir)
+        except OSError:
+            pass
 
     def cgroup(self):
         from ketch.runtime.cgroups import CgroupManager
