@@ -27,7 +27,7 @@ BUSYBOX = "/bin/busybox"
 BASE_MODULES = ["virtio_mmio", "virtio_blk", "virtio_console", "erofs", "overlay"]
 #: Loaded only when used.
 OPTIONAL_MODULES = {"net": ["virtio_net"], "virtiofs": ["virtiofs"],
-                    "balloon": ["virtio_balloon"]}
+                    "balloon": ["virtio_balloon"], "pci": ["virtio_pci"]}
 
 
 def _sources() -> list[Path]:
@@ -36,6 +36,7 @@ def _sources() -> list[Path]:
 
 def _key(kernel: kernel_mod.Kernel) -> str:
     h = hashlib.sha256(kernel.release.encode() + str(kernel.vmlinux).encode())
+    h.update(repr((BASE_MODULES, OPTIONAL_MODULES)).encode())
     for src in _sources():
         h.update(src.name.encode() + src.read_bytes())
     st = os.stat(BUSYBOX)

@@ -10,6 +10,8 @@
  *   hostname <name>
  *   net                    bring up eth0 for QEMU user networking (10.0.2.15/24)
  *   probe                  report READY as soon as the port is open, then power off
+ *   osroot <device>        full VM: mount that ext4 disk read-write and hand over to
+ *                          its own /sbin/init (no agent)
  * Any failure is sent to the host as a FATAL frame (when the port is open)
  * and on the console, then the VM powers off.
  */
@@ -216,6 +218,21 @@ static void copy_file(const char *src, const char *dest)
 	close(in), close(out);
 }
 
+static void boot_os(const char *dev)
+{
+	wait_for(dev);
+	must_mount(dev, NEWROOT, "ext4", 0, NULL);
+	/* Keep the kernel filesystems: the OS's init finds them mounted, as after switch_root. */
+	must_mount("/dev", NEWROOT "/dev", NULL, MS_MOVE, NULL);
+	must_mount("/proc", NEWROOT "/proc", NULL, MS_MOVE, NULL);
+	must_mount("/sys", NEWROOT "/sys", NULL, MS_MOVE, NULL);
+	if (chdir(NEWROOT) < 0 || mount(NEWROOT, "/", NULL, MS_MOVE, NULL) < 0 ||
+	    chroot(".") < 0 || chdir("/") < 0)
+		fatal("switch to the disk's root: %s", strerror(errno));
+	execl("/sbin/init", "/sbin/init", (char *)NULL);
+	fatal("exec /sbin/init on the disk: %s", strerror(errno));
+}
+
 void boot(void)
 {
 	char line[4200], root[256] = "", hostname[256] = "";
@@ -241,6 +258,14 @@ void boot(void)
 		if (strncmp(line, "module ", 7) == 0)
 			load_module(line + 7);
 	}
+
+	/* A full VM boots its own OS: switch to the disk and exec its init. */
+	rewind(cfg);
+	while (fgets(line, sizeof line, cfg))
+		if (strncmp(line, "osroot ", 7) == 0) {
+			line[strcspn(line, "\n")] = 0;
+			boot_os(line + 7);
+		}
 
 	/* 3. The port next, so that every later failure reaches the host. */
 	port_fd = open_port("ketch.0");
