@@ -34,12 +34,13 @@ def loads(text: str | bytes):
     start = len(text) - len(text.lstrip(_WS))
     try:
         obj, end = _scan(text, start)
-    except StopIteration as exc:
-        raise ValueError(f"expecting value at char {exc.value}") from None
+        if text[end:].strip(_WS):
+            raise ValueError
+    except Exception:  # noqa: BLE001 - bad input: let json say what is wrong, and where
+        import json
+        return json.loads(text)
     finally:
         _Context.memo.clear()
-    if text[end:].strip(_WS):
-        raise ValueError(f"extra data at char {end}")
     return obj
 
 
