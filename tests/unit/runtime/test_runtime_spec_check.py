@@ -88,3 +88,28 @@ def test_bad_signal():
 def test_systemd_cgroup_is_a_clear_error(capsys):
     assert cli.main(["--systemd-cgroup", "list"]) == 1
     assert "--systemd-cgroup is not supported" in capsys.readouterr().err
+
+
+def test_spec_command_writes_a_valid_config_once(tmp_path, capsys):
+    assert cli.main(["spec", "--bundle", str(tmp_path)]) == 0
+    written = runtime_spec.load(str(tmp_path / "config.json"))
+    runtime_spec.check(written)
+    assert cli.main(["spec", "--bundle", str(tmp_path)]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_features_and_version(capsys):
+    assert cli.main(["features"]) == 0
+    import json
+    feats = json.loads(capsys.readouterr().out)
+    assert "user" in feats["linux"]["namespaces"] and "poststop" in feats["hooks"]
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("ketch-runc version ")
+
+
+def test_unknown_command_and_missing_id(capsys):
+    assert cli.main(["frobnicate"]) == 1
+    assert cli.main(["start"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["ketch-runc: no such command 'frobnicate'",
+                   "ketch-runc: start: expected an ID, got none"]
