@@ -230,8 +230,9 @@ def preload(spec: dict, proc: dict | None = None) -> dict | None:
     """Import what later steps need while the host's filesystem is still visible."""
     linux = spec.get("linux") or {}
     if linux.get("seccomp"):
+        from ketch._sys import bpf  # noqa: F401 - seccomp.load() uses it after pivot_root
         from ketch.runtime import seccomp
-        seccomp.prepare()
+        seccomp.prepare(linux["seccomp"])
     if spec.get("hooks"):
         import subprocess  # noqa: F401
 

@@ -152,3 +152,16 @@ def test_terminal_master_arrives_over_console_socket(runc, bundle, tmp_path):
     assert got["name"].startswith(b"/dev/pts/")
     assert b"/dev/console" in out or b"/dev/pts/" in out
     assert b"on-the-pty" in out
+
+
+def test_seccomp_rule_with_errno(runc, bundle):
+    bundle.linux["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                      "errnoRet": 13}]}
+    bundle.process["noNewPrivileges"] = False  # the filter is loaded before caps are dropped
+    bundle.process["args"] = ["sh", "-c", "grep ^Seccomp: /proc/self/status; mkdir /tmp/d"]
+    proc = runc.run(bundle)
+    assert proc.returncode == 1
+    assert proc.stdout.split() == ["Seccomp:", "2"]
+    assert "Permission denied" in proc.stderr  # errnoRet 13 = EACCES, not the default EPERM
