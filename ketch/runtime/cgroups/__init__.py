@@ -79,7 +79,10 @@ class CgroupManager:
             if self.mode == "v2":
                 self._enable_controllers(self.mounts[UNIFIED])
         except BaseException:
-            self.destroy()
+            try:
+                self.destroy()
+            except FailedPrecondition:
+                pass  # keep the original error: it says why create failed
             raise
 
     def _mkdirs(self, mount: str) -> None:
@@ -132,9 +135,10 @@ class CgroupManager:
     def add(self, pid: int) -> None:
         for d in self._dirs():
             try:
-                fs.write(d, "cgroup.procs", pid)
-            except (FailedPrecondition, InvalidArgument) as exc:
-                raise FailedPrecondition(f"add process {pid} to cgroup {d}: {exc}") from exc
+                with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                    f.write(str(pid))
+            except OSError as exc:
+                raise FailedPrecondition(f"add process {pid} to cgroup {d}: {exc.strerror}") from exc
 
     def pids(self) -> list[int]:
         for key in _PRIMARY:

@@ -147,11 +147,18 @@ def test_stats_shape(hybridtree):
     assert s["blkio"]["ioServiceBytesRecursive"][0] == {"major": 8, "minor": 0, "op": "Read", "value": 4096}
 
 
-def test_add_writes_every_distinct_dir(hybridtree, writes):
+def test_add_writes_every_distinct_dir(hybridtree):
     m = _mgr(hybridtree)
     m.add(4242)
-    dirs = {w[2] for w in writes if w[0] == "cgroup.procs" and w[1] == "4242"}
-    assert dirs == set(m.paths.values())
+    for d in m.paths.values():
+        assert fs.read(d, "cgroup.procs") == "4242"
+
+
+def test_add_failure_names_pid_and_cgroup(hybridtree):
+    m = _mgr(hybridtree)
+    os.unlink(os.path.join(m.paths["pids"], "cgroup.procs"))
+    with pytest.raises(FailedPrecondition, match=r"add process 4242 to cgroup .*/pids/ketch/t/c1: No such file"):
+        m.add(4242)
 
 
 def test_freeze_v1(hybridtree):
