@@ -105,7 +105,7 @@ def remove_image(store: ImageStore, name: str, force: bool = False,
                        f"image is referenced in multiple repositories")
     users = store.users(rec.id)
     if users and not force and (not named or refs <= 1):
-        raise Conflict(f"conflict: unable to remove repository reference {name!r} "
+        raise Conflict(f"conflict: unable to remove repository reference \"{name}\" "
                        f"(must force) - container {users[0][:12]} is using its "
                        f"referenced image {rec.id[7:19]}")
     out: list[dict[str, str]] = []
