@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import struct
 import sys
 import termios
@@ -50,15 +51,39 @@ def _process(root, args) -> proto.Process:
     return proc
 
 
+def console_pty(path: str) -> int:
+    """runc's --console-socket: send a new pty's master to the caller; return the slave."""
+    master, slave = os.openpty()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+        socket.send_fds(sock, [os.ttyname(slave).encode()], [master])
+    except OSError as exc:
+        os.close(slave)
+        raise InvalidArgument(f"console socket {path!r}: {exc.strerror}") from None
+    finally:
+        sock.close()
+        os.close(master)
+    return slave
+
+
 def run(root, args) -> int:
     if container.state(root, args.id)["status"] != "running":
         raise Conflict(f"container \"{args.id}\" is not running")
     proc = _process(root, args)
+    fd_in, fd_out, fd_err = 0, 1, 2
+    if args.console_socket:
+        # The caller holds the master; our end of the pty is raw, the guest's pty cooks.
+        fd_in = fd_out = fd_err = console_pty(args.console_socket)
+        proc.terminal = True
+        attrs = termios.tcgetattr(fd_in)
+        attrs[0] = attrs[1] = attrs[3] = 0
+        termios.tcsetattr(fd_in, termios.TCSANOW, attrs)
     sock = container.request(root, args.id, {"op": "exec", "process": proc.__dict__})
     if args.detach:
         sock.close()
         return 0
-    raw = proc.terminal and sys.stdin.isatty()
+    raw = proc.terminal and not args.console_socket and sys.stdin.isatty()
     saved = termios.tcgetattr(0) if raw else None
     if raw:
         attrs = termios.tcgetattr(0)
@@ -69,8 +94,8 @@ def run(root, args) -> int:
             cols, rows = os.get_terminal_size(0)
             sock.sendall(proto.resize_frame(1, rows, cols))
         signal.signal(signal.SIGWINCH, resized)
-    threading.Thread(target=_stdin, args=(sock,), daemon=True).start()
-    out = {proto.STDOUT: 1, proto.STDERR: 2}
+    threading.Thread(target=_stdin, args=(sock, fd_in), daemon=True).start()
+    out = {proto.STDOUT: fd_out, proto.STDERR: fd_err}
     code = 255
     try:
         reader = proto.FrameReader(sock)
@@ -90,10 +115,10 @@ def run(root, args) -> int:
     return code
 
 
-def _stdin(sock) -> None:
+def _stdin(sock, fd: int) -> None:
     while True:
         try:
-            data = os.read(0, 65536)
+            data = os.read(fd, 65536)
         except OSError:
             data = b""
         try:

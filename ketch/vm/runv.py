@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -83,27 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _console_stdio(path: str) -> tuple[int, int]:
-    """runc's --console-socket: send the pty master to the caller, keep the slave."""
-    master, slave = os.openpty()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-        socket.send_fds(sock, [os.ttyname(slave).encode()], [master])
-    except OSError as exc:
-        os.close(slave)
-        raise InvalidArgument(f"console socket {path!r}: {exc.strerror}") from None
-    finally:
-        sock.close()
-        os.close(master)
-    return slave, slave
-
-
 def _create(args, root: Path):
     from ketch.vm import container
     slave = None
     if args.console_socket:
-        slave, _ = _console_stdio(args.console_socket)
+        from ketch.vm.execclient import console_pty
+        slave = console_pty(args.console_socket)
     try:
         return container.create(root, args.id, args.bundle, args.pid_file,
                                 (slave, slave, slave) if slave is not None else None)

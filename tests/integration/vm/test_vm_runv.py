@@ -138,6 +138,7 @@ def _free_port() -> int:
 def test_vm_terminal_and_published_port(runv, tmp_path: Path):
     import select
     import socket
+    import subprocess
     import threading
     import urllib.request
 
@@ -185,6 +186,30 @@ def test_vm_terminal_and_published_port(runv, tmp_path: Path):
             except OSError:
                 time.sleep(0.2)
         assert body == b"served from the guest\n"
+
+        # exec with a terminal, as the engine drives it: the pty master over a socket.
+        console2 = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        console2.bind(str(tmp_path / "console2.sock"))
+        console2.listen(1)
+        proc = subprocess.Popen([runv.binary, "--root", str(runv.root), "exec", "--tty",
+                                 "--console-socket", str(tmp_path / "console2.sock"), "vm3",
+                                 "sh", "-c", "tty; exit 5"])
+        conn, _ = console2.accept()
+        _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+        conn.close()
+        console2.close()
+        seen = b""
+        while select.select([fds[0]], [], [], 30)[0]:
+            try:
+                chunk = os.read(fds[0], 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(fds[0])
+        assert proc.wait(60) == 5
+        assert b"/dev/pts/1" in seen, seen
         os.write(master, b"exit 3\n")
         assert _wait_for(lambda: json.loads(runv("state", "vm3").stdout)["status"] == "stopped")
         assert json.loads(runv("state", "vm3").stdout)["exitCode"] == 3
