@@ -135,8 +135,11 @@ class CgroupManager:
     def add(self, pid: int) -> None:
         for d in self._dirs():
             try:
-                with open(os.path.join(d, "cgroup.procs"), "w") as f:
-                    f.write(str(pid))
+                fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY)
+                try:
+                    os.write(fd, str(pid).encode())
+                finally:
+                    os.close(fd)
             except OSError as exc:
                 raise FailedPrecondition(f"add process {pid} to cgroup {d}: {exc.strerror}") from exc
 
