@@ -2,9 +2,9 @@
 
 attach: validate everything first (networks exist, ports parse, --ip fits),
 then under the host lock: lease + veth per network, port bindings, the
-nftables table, the DNS server, the files. Each step registers its undo on
-an ExitStack, so a failure at any point (a host port in use, say) leaves
-no lease, veth, rule or process behind. detach undoes attach from the
+nftables table; then the DNS server and the files. A failure at any point
+(a host port in use, say) undoes what was done, from the database's record,
+so it leaves no lease, veth, rule or process behind. detach undoes attach from the
 database's record alone, so it also works after a crash.
 """
 
@@ -67,7 +67,9 @@ def attach(conn: sqlite3.Connection, container_id: str, network, netns_path: str
         raise InvalidArgument(f"network {first!r} needs the container's netns path")
     if first == "none":
         link.loopback_up(netns_path)
-        return _simple(conn, base, "none", _hosts(base, [], opts), "")
+        return _simple(conn, base, "none", _hosts(base, [], opts),
+                       files.resolv_conf(False, opts.get("dns"), opts.get("dns_search"),
+                                         opts.get("dns_options")))
     nets = [manage.lookup(conn, name) for name in items]
     for n in nets:
         if n["driver"] != "bridge":
@@ -206,8 +208,12 @@ def plug(conn, cid: str, net: dict, netns: str, index: int, opts: dict) -> dict:
                      " mac, aliases, seq) VALUES (:id, :network_id, :container_id, :ifname,"
                      " :veth, :ip, :mac, :aliases, :seq)", ep)
     gateway = None if (net["internal"] or index) else net["gateway"]
-    link.plug(net["bridge"], ep["veth"], netns, ep["ifname"], str(addr), subnet.prefixlen,
-              mac, gateway, int(net["options"].get("com.docker.network.driver.mtu") or 1500))
+    try:
+        link.plug(net["bridge"], ep["veth"], netns, ep["ifname"], str(addr), subnet.prefixlen,
+                  mac, gateway, int(net["options"].get("com.docker.network.driver.mtu") or 1500))
+    except BaseException:
+        conn.execute("DELETE FROM endpoints WHERE id = ?", (ep["id"],))  # release the lease
+        raise
     return ep
 
 
