@@ -144,6 +144,25 @@ class Unpacker:
             raise DataError(f"layer entry {entry!r}: parent {'/'.join(parts)!r}: "
                             f"{exc.strerror}") from exc
 
+    def _existing_dir(self, parts: list[str]) -> int | None:
+        """Like parent_fd, but None instead of creating anything."""
+        if self.have_openat2:
+            try:
+                return openat2(self.root, "/".join(parts) or ".", _DIR_FLAGS, 0,
+                               Resolve.IN_ROOT | Resolve.NO_MAGICLINKS)
+            except OSError:
+                return None
+        fd = os.dup(self.root)
+        for comp in parts:
+            try:
+                nfd = os.open(comp, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                return None
+            finally:
+                os.close(fd)
+            fd = nfd
+        return fd
+
     def _step(self, fd: int, path: list[str], entry: str) -> int:
         """Open path[-1] under fd (the resolution of path[:-1]), making it if missing."""
         comp, shown = path[-1], "/".join(path)
@@ -329,11 +348,11 @@ class Unpacker:
 
     def finish_dirs(self) -> None:
         """Directory owners, modes and times last: writing children changes them."""
+        self.forget_parent()
         for key, m in reversed(self.dirs):
-            try:
-                pfd = self.parent_fd(list(key[:-1]), m.name)
-            except DataError:
-                continue
+            pfd = self._existing_dir(list(key[:-1]))
+            if pfd is None:
+                continue  # deleted by a later whiteout: never recreate it
             try:
                 fd = os.open(key[-1], os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
             except OSError:

@@ -260,3 +260,8 @@ def test_earlier_layer_symlink_cannot_redirect_a_later_layer(arena):
     _apply(root, [("etc", "sym", str(outside))])           # layer 1 plants a link
     _attack(root, [("etc/secret", "file", b"pwned"),         # layer 2 writes through it
                    ("h", "link", "etc/secret"), ("etc/.wh.dir", "file")])
+
+
+def test_directory_deleted_later_in_the_layer_stays_deleted(tmp_path):
+    _apply(tmp_path, [("a", "dir"), ("a/b", "dir"), ("a/b/f", "file"), (".wh.a", "file")])
+    assert os.listdir(tmp_path) == []
