@@ -172,8 +172,11 @@ def connect(conn: sqlite3.Connection, ref: str, container: str, opts: dict | Non
     opts = opts or {}
     net = lookup(conn, ref)
     sb = store.find_sandbox(conn, container)
-    if sb is None or sb["mode"] not in ("bridge", "none") or not host.alive(sb):
-        raise Conflict(f"container {container} is not running or has no network namespace")
+    if sb is None or not host.alive(sb):
+        raise Conflict(f"container {container} is not running")
+    if sb["mode"] != "bridge":
+        raise Conflict(f"container cannot be connected to network endpoints: {sb['mode']} "
+                       f"and {net['name']}")
     if net["driver"] != "bridge":
         raise InvalidArgument(f"container cannot be disconnected from host network or "
                               f"connected to host network: {net['name']}")

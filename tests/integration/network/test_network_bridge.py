@@ -150,6 +150,8 @@ def test_none_and_host_modes(conn, boxes):
                                       "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""}}
     out = a.sh(f"{BUSYBOX} ip -o link").stdout
     assert "lo:" in out and "UP" in out and "eth0" not in out
+    with pytest.raises(Conflict, match="none and bridge"):
+        networks.connect(conn, "bridge", CID_A)
     networks.detach(conn, CID_A)
     s = networks.attach(conn, CID_B, "host", None, {})
     assert s["NetworkMode"] == "host"
