@@ -16,6 +16,10 @@ Plain http is used only for loopback hosts and for registries marked
 insecure, either in KETCH_INSECURE_REGISTRIES (comma separated host[:port])
 or in the ``"insecure-registries"`` list of the same config.json (the key
 Docker uses in daemon.json).
+
+A registry with its own certificate authority is trusted through
+``<config dir>/certs.d/<host[:port]>/*.crt``, and Docker's
+``/etc/docker/certs.d/<host[:port]>/*.crt`` is read as well (Docker's layout).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ketch.errors import DataError, InvalidArgument
 #: The key under which Docker Hub credentials are stored, as Docker writes it.
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_HOSTS = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+DOCKER_CERTS_D = "/etc/docker/certs.d"
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
@@ -49,6 +54,16 @@ def config_file() -> Path:
 def docker_config_file() -> Path:
     base = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
     return Path(base) / "config.json"
+
+
+def ca_files(registry: str) -> list[Path]:
+    """CA certificates to trust for `registry` (certs.d/<registry>/*.crt)."""
+    found: list[Path] = []
+    for base in (config_dir() / "certs.d", Path(DOCKER_CERTS_D)):
+        d = base / registry
+        if d.is_dir():
+            found += sorted(d.glob("*.crt"))
+    return found
 
 
 def auth_key(registry: str) -> str:

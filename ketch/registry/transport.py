@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterable
 
@@ -61,6 +62,7 @@ class Transport:
         if credentials is _UNSET:
             credentials = config.get_credentials(registry)
         self.client = client or httpx.Client(timeout=_timeout(), follow_redirects=True,
+                                             verify=_tls_context(registry),
                                              limits=httpx.Limits(max_connections=16))
         self.auth = Authenticator(registry, credentials, self._fetch_token)
         self.base: str | None = None
@@ -78,14 +80,22 @@ class Transport:
         last: Exception | None = None
         for i, scheme in enumerate(schemes):
             base = f"{scheme}://{self.registry}"
+            final = i == len(schemes) - 1
             try:
                 # An https probe that will fall back to http is tried once: a
                 # plain-http registry fails the TLS handshake every time.
                 resp = self._send("GET", base + "/v2/", {}, None,
-                                  attempts=1 if i < len(schemes) - 1 else self.retries)
-            except Unavailable as exc:
+                                  attempts=self.retries if final else 1)
+            except (Unavailable, DataError) as exc:
+                if final and last is None:
+                    raise
                 last = exc
                 continue
+            if resp.status_code not in (200, 401) and last is not None:
+                # An https-only registry answers our plain-http fallback with 400:
+                # the https failure (a certificate, say) is the one to report.
+                resp.close()
+                break
             if resp.status_code == 401:
                 if not self.auth.learn(resp.headers.get("www-authenticate")):
                     raise Unauthorized(f"{self.registry}: unsupported authentication challenge "
@@ -95,7 +105,7 @@ class Transport:
                                 f"{resp.status_code})")
             self.base = base
             return
-        raise Unavailable(str(last)) from last
+        raise last if isinstance(last, KetchError) else Unavailable(str(last))
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -190,6 +200,20 @@ class Transport:
                 raise DataError(f"{what}: answer is not JSON") from exc
         finally:
             resp.close()
+
+
+def _tls_context(registry: str) -> ssl.SSLContext | bool:
+    """System CAs plus the registry's own from certs.d (as Docker's certs.d/<host>/*.crt)."""
+    cas = config.ca_files(registry)
+    if not cas:
+        return True
+    ctx = ssl.create_default_context()
+    for ca in cas:
+        try:
+            ctx.load_verify_locations(cafile=str(ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise DataError(f"load CA certificate {str(ca)!r} for {registry}: {exc}") from exc
+    return ctx
 
 
 def _transport_error(registry: str, what: str, exc: httpx.TransportError) -> KetchError:

@@ -9,7 +9,8 @@
               JWTs signed with a throw-away key whose self-signed certificate is
               the registry's rootcertbundle (the `kid` is the libtrust key id).
 
-`Registry.stop()` ends the registry by its PID. No pytest here, so bench/ can
+With tls=True it serves https with a self-signed certificate for 127.0.0.1
+(workdir/tls.crt). `Registry.stop()` ends the registry by its PID. No pytest here, so bench/ can
 use it too.
 """
 
@@ -190,20 +191,31 @@ def _auth_section(workdir: Path, auth: str) -> tuple[str, TokenServer | None]:
     raise ValueError(f"unknown auth mode {auth!r}")
 
 
-def start_registry(workdir: Path, auth: str = "none") -> Registry:
+def _tls_section(workdir: Path) -> str:
+    """A self-signed certificate for 127.0.0.1 (its own CA: trust it via certs.d)."""
+    key, cert = workdir / "tls.key", workdir / "tls.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return f"  tls:\n    certificate: {cert}\n    key: {key}\n"
+
+
+def start_registry(workdir: Path, auth: str = "none", tls: bool = False) -> Registry:
     binary = shutil.which("docker-registry")
     if not binary:
         raise FileNotFoundError("docker-registry is not installed")
     workdir.mkdir(parents=True, exist_ok=True)
     storage = workdir / "storage"
     auth_yaml, token_server = _auth_section(workdir, auth)
+    tls_yaml = _tls_section(workdir) if tls else ""
     for _attempt in range(5):
         port = free_port()
         cfg = workdir / "config.yml"
         cfg.write_text(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n  secret: {uuid.uuid4().hex}\n" + auth_yaml)
+            f"http:\n  addr: 127.0.0.1:{port}\n  secret: {uuid.uuid4().hex}\n" + tls_yaml
+            + auth_yaml)
         log = workdir / "registry.log"
         # Not a test's process: keep the per-test KETCH_* variables out of its environment.
         env = {k: v for k, v in os.environ.items() if not k.startswith("KETCH_")}

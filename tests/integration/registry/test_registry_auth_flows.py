@@ -68,3 +68,33 @@ def test_token_auth_anonymous_pull_authenticated_push(token_registry, ketch):
     asked = [s for r in ts.requests for s in r["scopes"]]
     assert "repository:team/bb:pull,push" in asked
     assert all(r["user"] == USER for r in ts.requests)
+
+
+def test_https_registry_trusted_through_certs_d(tmp_path_factory, layout, ketch):
+    """TLS for real: refused without the CA (the https error is reported, not the
+    plain-http fallback's), pulled once certs.d/<host>/ca.crt holds it."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import need_tool
+    from tests.integration.registry.registry_servers import start_registry
+    need_tool("docker-registry")
+    need_tool("openssl")
+    work = tmp_path_factory.mktemp("registry-tls")
+    reg = start_registry(work, tls=True)
+    try:
+        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                        f"oci:{layout[0]}:latest", f"docker://{reg.host}/lib/bb:1"],
+                       check=True, capture_output=True)
+        ref = f"{reg.host}/lib/bb:1"
+        refused = ketch("pull", "-q", ref)
+        assert refused.returncode == 125
+        assert "certificate verify failed" in refused.stderr, refused.stderr
+        certs = config.config_dir() / "certs.d" / reg.host
+        certs.mkdir(parents=True)
+        shutil.copy(work / "tls.crt", certs / "ca.crt")
+        ok = ketch("pull", "-q", ref)
+        assert ok.returncode == 0, ok.stderr
+        assert ok.stdout.strip() == ref
+    finally:
+        reg.stop()
