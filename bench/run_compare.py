@@ -11,6 +11,7 @@ is present. Also timed: `ketch ps -a` with --ps created containers, and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -32,21 +33,55 @@ def timed(argv: list[str], env: dict) -> float:
     return dt
 
 
-def contenders(env: dict) -> dict[str, tuple[list[str], dict]]:
-    out = {
-        "ketch run --rm (ketch-runc, bridge)": ([KETCH, "run", "--rm", "busybox", "true"], env),
-        "ketch run --rm --network none": ([KETCH, "run", "--rm", "--network", "none",
-                                           "busybox", "true"], env),
-    }
+ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
+IMAGE = "ketch-bench-busybox:1"
+# `busybox true`: the images of every contender have /bin/busybox (not all have /bin/true).
+CMD = ["busybox", "true"]
+
+
+def podman(tmp: Path) -> list[str] | None:
+    """A private podman store (own root/runroot), runc, cgroupfs; None if not installed."""
+    if not shutil.which("podman"):
+        return None
+    base = ["podman", "--root", str(tmp / "podman"), "--runroot", str(tmp / "podman-run"),
+            "--cgroup-manager", "cgroupfs", "--runtime", shutil.which("runc") or "runc",
+            "--storage-driver", "overlay", "--events-backend", "none"]
+    tar = _busybox_tar(tmp)
+    subprocess.run([*base, "import", str(tar), IMAGE], check=True, capture_output=True)
+    return base
+
+
+def _busybox_tar(tmp: Path) -> Path:
+    root = tmp / "bbroot"
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
+    for applet in ("sh", "true"):
+        if not (root / "bin" / applet).exists():
+            (root / "bin" / applet).symlink_to("busybox")
+    tar = tmp / "busybox.tar"
+    subprocess.run(["tar", "-C", str(root), "-cf", str(tar), "."], check=True)
+    return tar
+
+
+def contenders(env: dict, docker, pod: list[str] | None) -> dict[str, tuple[list[str], dict]]:
+    """Everything with --network none (no firewall changes), plus the bridge rows."""
+    none = ["run", "--rm", "--network", "none"]
+    out = {"ketch run --rm --network none": ([KETCH, *none, "busybox", *CMD], env)}
     if shutil.which("runc"):
-        out["ketch run --rm --network none (runc)"] = (
-            [KETCH, "run", "--rm", "--network", "none", "busybox", "true"],
-            {**env, "KETCH_OCI_RUNTIME": shutil.which("runc")})
-    for tool in ("docker", "podman"):
-        # Only when usable: installed, daemon (docker) answering, image present.
-        if shutil.which(tool) and subprocess.run(
-                [tool, "image", "inspect", "busybox"], capture_output=True).returncode == 0:
-            out[f"{tool} run --rm"] = ([tool, "run", "--rm", "busybox", "true"], dict(os.environ))
+        out["ketch (runc) run --rm --network none"] = (
+            [KETCH, *none, "busybox", *CMD], {**env, "KETCH_OCI_RUNTIME": shutil.which("runc")})
+    if docker is not None:
+        out["docker run --rm --network none"] = (
+            ["docker", "-H", f"unix://{docker.sock}", *none, IMAGE, *CMD], dict(os.environ))
+    if pod is not None:
+        out["podman run --rm --network none"] = (
+            [*pod, *none, *ULIMITS, "--cgroup-parent", "/ketch/bench-podman", IMAGE, *CMD],
+            dict(os.environ))
+    out["ketch run --rm (bridge)"] = ([KETCH, "run", "--rm", "busybox", *CMD], env)
+    if docker is not None:
+        out["docker run --rm (bridge)"] = (
+            ["docker", "-H", f"unix://{docker.sock}", "run", "--rm", IMAGE, *CMD],
+            dict(os.environ))
     return out
 
 
@@ -54,29 +89,40 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--ps", type=int, default=100)
+    ap.add_argument("--no-docker", action="store_true", help="Skip the private dockerd.")
+    ap.add_argument("--no-podman", action="store_true", help="Skip podman.")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ketch-runbench-"))
     env = {**os.environ, "KETCH_ROOT": str(tmp / "root"), "KETCH_RUNROOT": str(tmp / "run"),
            "KETCH_CGROUP_PARENT": f"ketch/bench-{os.getpid()}"}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)   # a user's ketch has its bytecode cached
+    stack = contextlib.ExitStack()
     try:
         subprocess.run([KETCH, "bootstrap", "busybox", "-q"], env=env, check=True,
                        capture_output=True)
-        runs = contenders(env)
+        docker = None
+        if not args.no_docker:
+            sys.path.insert(0, str(Path(__file__).parent))
+            import net_docker
+            if net_docker.available():
+                docker = stack.enter_context(net_docker.dockerd())
+        pod = None if args.no_podman else podman(tmp)
+        runs = contenders(env, docker, pod)
         times: dict[str, list[float]] = {k: [] for k in runs}
-        for name, (argv, e) in runs.items():   # warm-up (page cache, bytecode)
+        for argv, e in runs.values():   # warm-up (page cache, bytecode)
             timed(argv, e)
         for _ in range(args.rounds):
             for name, (argv, e) in runs.items():
                 times[name].append(timed(argv, e))
-        base = statistics.median(times["docker run --rm"]) if "docker run --rm" in times \
-            else None
+        key = "docker run --rm --network none"
+        base = statistics.median(times[key]) if key in times else None
         print(f"start+exit+remove of `true`, {args.rounds} alternating rounds (median, min)")
         for name, ts in times.items():
             rel = f"  {statistics.median(ts) / base:.2f}x docker" if base else ""
-            print(f"  {name:<42} {statistics.median(ts) * 1000:7.0f} ms "
+            print(f"  {name:<40} {statistics.median(ts) * 1000:7.0f} ms "
                   f"{min(ts) * 1000:7.0f} ms{rel}")
         for _ in range(args.ps):
-            subprocess.run([KETCH, "create", "--network", "none", "busybox", "true"], env=env,
+            subprocess.run([KETCH, "create", "--network", "none", "busybox", *CMD], env=env,
                            check=True, capture_output=True)
         ps = [timed([KETCH, "ps", "-a"], env) for _ in range(10)]
         helps = [timed([KETCH, "--help"], env) for _ in range(10)]
@@ -85,10 +131,12 @@ def main() -> None:
         print(f"  ketch --help                               "
               f"{statistics.median(helps) * 1000:7.0f} ms {min(helps) * 1000:7.0f} ms")
     finally:
+        stack.close()
         ids = subprocess.run([KETCH, "ps", "-aq", "--no-trunc"], env=env, capture_output=True,
                              text=True).stdout.split()
         for i in range(0, len(ids), 50):
             subprocess.run([KETCH, "rm", "-f", *ids[i:i + 50]], env=env, capture_output=True)
+        subprocess.run(["umount", "-R", "-l", str(tmp / "podman")], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

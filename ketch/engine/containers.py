@@ -202,6 +202,6 @@ def reconcile(conn: sqlite3.Connection, c: Container) -> Container:
         code = monitor.read_exit_code(c.id)
         c.status, c.exit_code = "exited", (255 if code is None else code)
         c.finished_at = c.finished_at or time.time()
-        update(conn, c.id, status=c.status, exit_code=c.exit_code, finished_at=c.finished_at,
-               pid=0)
+        # pid stays: the runtime may still hold state that `rm` must delete.
+        update(conn, c.id, status=c.status, exit_code=c.exit_code, finished_at=c.finished_at)
     return c

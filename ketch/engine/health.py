@@ -9,6 +9,8 @@ do not count). It ends when the container stops running.
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
 import time
 
@@ -62,8 +64,15 @@ def loop(cid: str) -> None:
     state = {"Status": "starting", "FailingStreak": 0, "Log": []}
     containers.update(conn, cid, health=state)
     started = c.started_at
+    try:
+        pidfd = os.pidfd_open(c.pid)
+    except OSError:
+        return
     while True:
-        time.sleep(h["Interval"] / 1e9)
+        # Sleep one interval, but wake at once if the container's init exits.
+        if select.select([pidfd], [], [], h["Interval"] / 1e9)[0]:
+            os.close(pidfd)
+            return
         c = containers.get(conn, cid)
         if c is None or c.status != "running" or c.started_at != started:
             return

@@ -344,8 +344,10 @@ def remove(conn: sqlite3.Connection, c: Container, *, force: bool = False,
     with locked(c.id):
         if containers.get(conn, c.id) is None:
             return
+        cur = containers.get(conn, c.id)
         containers.update(conn, c.id, status="removing")
-        _force_delete(c)
+        if cur.pid or cur.status != "exited":
+            _force_delete(c)   # cleanup() already deleted the runtime's state of an exited one
         rootfs.unmount(str(bundle_dir(c.id) / "rootfs"))
         images.remove_rootfs(conn, c.id)
         shutil.rmtree(bundle_dir(c.id), ignore_errors=True)

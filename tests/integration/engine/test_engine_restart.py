@@ -107,3 +107,16 @@ def test_simulated_reboot_then_restore(ketch, busybox, ketch_env):
         assert ketch("exec", "keep", "echo", "alive").stdout == "alive\n"
     finally:
         ketch("rm", "-f", "keep", "gone")
+
+
+def test_healthcheck_goes_from_starting_to_healthy(ketch, busybox):
+    ketch("run", "-d", "--name", "doc", "--network", "none", "--health-cmd", "test -e /ok",
+          "--health-interval", "300ms", "--health-retries", "1", busybox, "sleep", "60")
+    try:
+        health = lambda: ketch("inspect", "-f", "{{.State.Health.Status}}", "doc").stdout.strip()  # noqa: E731
+        assert _until(lambda: health() == "unhealthy")
+        ketch("exec", "doc", "touch", "/ok")
+        _until(lambda: health() == "healthy")
+        assert "(healthy)" in ketch("ps", "--format", "{{.Status}}").stdout
+    finally:
+        ketch("rm", "-f", "doc")
