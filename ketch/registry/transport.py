@@ -29,6 +29,8 @@ from ketch.registry import config
 from ketch.registry.auth import Authenticator
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
+#: The longest Retry-After honoured between two attempts, in seconds.
+MAX_RETRY_AFTER = 10.0
 _NOT_FOUND_CODES = {"MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN", "BLOB_UPLOAD_UNKNOWN"}
 _UNSET = object()
 Content = bytes | Callable[[], Iterable[bytes]] | None
@@ -164,6 +166,7 @@ class Transport:
         attempts = attempts or self.retries
         what = what or f"{method} {url}"
         for attempt in range(1, attempts + 1):
+            delay = self.backoff * (2 ** (attempt - 1))
             body = content() if callable(content) else content
             try:
                 req = self.client.build_request(method, url, headers=headers, params=params,
@@ -177,8 +180,9 @@ class Transport:
             else:
                 if resp.status_code not in RETRY_STATUS or attempt == attempts:
                     return resp
+                delay = max(delay, _retry_after(resp))
                 resp.close()
-            time.sleep(self.backoff * (2 ** (attempt - 1)))
+            time.sleep(delay)
         raise AssertionError("unreachable")
 
     # -- token endpoint -------------------------------------------------------------------
@@ -200,6 +204,14 @@ class Transport:
                 raise DataError(f"{what}: answer is not JSON") from exc
         finally:
             resp.close()
+
+
+def _retry_after(resp: httpx.Response) -> float:
+    """The server's Retry-After in seconds (0 if absent); capped so a pull never stalls."""
+    try:
+        return min(max(float(resp.headers.get("retry-after", 0)), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        return 0.0  # an HTTP date: fall back to our own backoff
 
 
 def _tls_context(registry: str) -> ssl.SSLContext | bool:

@@ -200,3 +200,16 @@ def test_platform_selection():
     assert select_platform(index, parse_platform("x86_64"))["digest"] == "c"
     with pytest.raises(NotFound, match="no matching manifest for linux/s390x"):
         select_platform(index, parse_platform("linux/s390x"))
+
+
+def test_429_honours_retry_after(monkeypatch):
+    slept = []
+    monkeypatch.setattr("ketch.registry.transport.time.sleep", slept.append)
+    answers = iter([httpx.Response(429, headers={"retry-after": "2"}),
+                    httpx.Response(503, headers={"retry-after": "3600"}),
+                    httpx.Response(200, json={"tags": ["t"]})])
+
+    def handler(req):
+        return httpx.Response(200) if req.url.path == "/v2/" else next(answers)
+    assert _repo(handler).tags() == ["t"]
+    assert slept == [2.0, 10.0]  # honoured, and capped
