@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -42,10 +43,16 @@ def make_bundle(top: Path) -> Path:
     return top / "bundle"
 
 
-def once(cmd: list[str]) -> float:
+def once(cmd: list[str], cpu: list[float] | None = None) -> float:
+    """Wall time of one run; CPU time (user+sys of the whole reaped tree) into `cpu`."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if cpu is not None:
+        cpu.append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    return wall
 
 
 def protection_cost(rounds: int = 20) -> dict:
@@ -85,6 +92,7 @@ def main() -> None:
         top = Path(tmp)
         bundle = make_bundle(top)
         times: dict[str, list[float]] = {"ketch-runc": [], "runc": []}
+        cpus: dict[str, list[float]] = {"ketch-runc": [], "runc": []}
         cmds = {"ketch-runc": [args.ketch, "--root", str(top / "k")],
                 "runc": [args.runc, "--root", str(top / "r")]}
         for cmd in cmds.values():  # warm-up: page cache, pyc files
@@ -93,12 +101,15 @@ def main() -> None:
             order = list(cmds) if i % 2 == 0 else list(reversed(cmds))
             for name in order:
                 times[name].append(once([*cmds[name], "run", "--bundle", str(bundle),
-                                         f"b{i}"]))
+                                         f"b{i}"], cpus[name]))
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     print(f"rounds: {args.n} (alternating)   load average: {os.getloadavg()[0]:.2f}")
+    cpu = {k: statistics.median(v) * 1000 for k, v in cpus.items()}
     for k, v in med.items():
-        print(f"{k:11s} median {v:7.1f} ms   min {min(times[k]) * 1000:7.1f} ms")
-    print(f"ratio ketch-runc/runc: {med['ketch-runc'] / med['runc']:.2f}")
+        print(f"{k:11s} median {v:7.1f} ms   min {min(times[k]) * 1000:7.1f} ms   "
+              f"CPU (user+sys) median {cpu[k]:6.1f} ms")
+    print(f"ratio ketch-runc/runc: wall {med['ketch-runc'] / med['runc']:.2f}   "
+          f"CPU {cpu['ketch-runc'] / cpu['runc']:.2f}")
     print(f"CVE-2019-5736 defence: {protection_cost()}")
 
 

@@ -107,12 +107,15 @@ def _spawn(c: Container, spec: dict, console_socket: str | None, no_pivot: bool,
         keep.append(console_fd)
     from ketch._sys import proc as _proc
     _proc.prctl(_proc.PR_SET_CHILD_SUBREAPER, 1)  # init is re-parented to us, to reap on failure
-    cg = manager_for(linux.get("cgroupsPath"), c.id)
-    undo.callback(cg.destroy)
-    cg.create()
+    # Stage 1 first: its interpreter starts while we make the cgroup (it waits for
+    # "bootstrap" before doing anything, so it is in the cgroup before it unshares).
     stage1, sock = spawn.start_init(keep)
     undo.callback(os.close, sock)
     undo.callback(_kill_reap, stage1)
+    cg = manager_for(linux.get("cgroupsPath"), c.id)
+    undo.callback(cg.destroy)
+    undo.callback(_kill_reap, stage1)  # again: undo runs in reverse, the cgroup must be empty
+    cg.create()
     cg.add(stage1)
     if linux.get("resources"):
         cg.set(linux["resources"])
