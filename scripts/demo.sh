@@ -8,3 +8,16 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 step ketch --version
 step ketch-runc --version
+
+# Containers: run like docker run; a monitor (conmon) per container outlives the CLI.
+ketch image inspect busybox >/dev/null 2>&1 || step ketch bootstrap busybox
+step ketch run --rm busybox echo hello from a ketch container
+step ketch run -d --name demo-web --memory 64m --cpus 0.5 --restart unless-stopped \
+    busybox sh -c 'while true; do echo tick $(date +%T); sleep 1; done'
+sleep 2
+step ketch ps
+step ketch logs --tail 2 demo-web
+step ketch exec demo-web sh -c 'echo "inside: $(hostname), uid $(id -u)"'
+step ketch inspect -f '{{.State.Status}} memory={{.HostConfig.Memory}} restart={{.HostConfig.RestartPolicy.Name}}' demo-web
+step ketch stats --no-stream demo-web
+step ketch rm -f demo-web
