@@ -14,7 +14,6 @@ from pathlib import Path
 from ketch.bench import probes, workloads
 from ketch.bench.results import Result, from_samples, missing
 from ketch.bench.runtimes import Instance, NotAvailable, Runtime
-from ketch.bench.stats import summarize
 from ketch.bench.workloads import one_line
 
 
@@ -28,10 +27,13 @@ def start_trivial(rt: Runtime, runs: int) -> list[Result]:
             errors.append(one_line(t.stderr or t.stdout))
     if not samples:
         return [missing(rt.key, "start_trivial", f"runs failed: {errors[0]}")]
+    cold = (f" (the warm-up, with cold caches, took {rt.cold_start:.2f} s)"
+            if rt.cold_start is not None else "")
     how = (f"`run --rm IMAGE echo ready` through the {rt.label} command line; time from "
            f"spawning the command to the first byte on its stdout; {len(samples)} runs "
-           f"after 1 untimed warm-up")
-    return [from_samples(rt.key, "start_trivial", samples, how, failed=len(errors))]
+           f"after 1 untimed warm-up{cold}")
+    return [from_samples(rt.key, "start_trivial", samples, how, failed=len(errors),
+                         cold_start=rt.cold_start)]
 
 
 def start_http(rt: Runtime, runs: int) -> list[Result]:
@@ -83,12 +85,16 @@ def memory_and_storage(rt: Runtime, count: int, app: str, baseline: probes.DiskU
     time.sleep(0.5)
     avail0 = probes.mem_available()
     try:
-        for i in range(count):
-            inst = rt.start(cmd)
-            started.append(inst)
+        started.append(rt.start(cmd))
+        wait_ready(rt, started[0], rt.start_timeout)
+        if app == "idle":
+            out.append(storage(rt, started, baseline, image))
+        # The others start together: VMs boot in parallel, as they would in use.
+        started += [rt.start(cmd) for _ in range(count - 1)]
+        for inst in started[1:]:
             wait_ready(rt, inst, rt.start_timeout)
-            if app == "idle" and i + 1 in (1, 3):
-                out.append(storage(rt, i + 1, baseline, image))
+        if app == "idle" and count == 3:
+            out.append(storage(rt, started, baseline, image))
         time.sleep(1.0)  # let page faults and guest boot work settle
         avail1 = probes.mem_available()
         per, nprocs = [], []
@@ -100,11 +106,12 @@ def memory_and_storage(rt: Runtime, count: int, app: str, baseline: probes.DiskU
         if not per:
             return [*out, missing(rt.key, metric, "no host process found for the instances")]
         drop = (avail0 - avail1) / count
-        how = (f"{count} instances running at once; PSS = sum of Pss in /proc/PID/smaps_rollup "
-               f"over each instance's host processes (its cgroup's cgroup.procs, its monitor "
-               f"and helpers{', QEMU' if rt.kind == 'vm' else ''}; {min(nprocs)}-{max(nprocs)} "
-               f"processes); median per instance. MemAvailable drop (whole host, noisier): "
-               f"{drop / 2**20:.1f} MiB per instance")
+        how = (f"{count} instance(s) running at once; PSS = sum of Pss in "
+               f"/proc/PID/smaps_rollup over each instance's host processes (its cgroup's "
+               f"cgroup.procs, its monitor and helpers{', QEMU' if rt.kind == 'vm' else ''}; "
+               f"{min(nprocs)}-{max(nprocs)} processes); median per instance. MemAvailable "
+               f"drop (whole host, noisy: other work moves it): {drop / 2**20:.1f} MiB per "
+               f"instance")
         out.append(from_samples(rt.key, metric, per, how, memavailable_drop_per_instance=drop,
                                 processes=nprocs, instances=count))
         return out
@@ -113,72 +120,33 @@ def memory_and_storage(rt: Runtime, count: int, app: str, baseline: probes.DiskU
             rt.remove(inst)
 
 
-def storage(rt: Runtime, n: int, baseline: probes.DiskUse,
+def storage(rt: Runtime, instances: list[Instance], baseline: probes.DiskUse,
             image: probes.DiskUse) -> Result:
-    use = probes.disk_use(rt.storage_roots())
+    """Allocated bytes of the runtime's roots (+ files a VM's QEMU holds open), image included."""
+    n = len(instances)
+    outside: list[Path] = []
+    if rt.kind == "vm":
+        roots = [str(r) for r in rt.storage_roots()]
+        for inst in instances:
+            outside += [f for f in probes.open_files(rt.pids(inst))
+                        if not any(str(f).startswith(r) for r in roots)]
+    use = probes.disk_use(rt.storage_roots(), files=outside)
     allocated = use.allocated - baseline.allocated
     apparent = use.apparent - baseline.apparent
     sparse = (f"apparent size {apparent / 2**20:.1f} MiB vs {allocated / 2**20:.1f} MiB "
               f"allocated: sparse/thin files present" if use.sparse
               else "no significant sparse/thin files (apparent ~ allocated)")
+    shared = (f"; plus files QEMU holds open outside them (guest kernel, initramfs, disk "
+              f"images; shared ones once): {', '.join(sorted({str(f) for f in outside}))}"
+              if outside else "")
     how = (f"allocated blocks (st_blocks*512, hard links once, not crossing mounts) under "
            f"{rt.label}'s private storage roots with {n} instance(s) running, image included "
-           f"(image alone: {(image.allocated - baseline.allocated) / 2**20:.1f} MiB); {sparse}")
+           f"(image alone: {(image.allocated - baseline.allocated) / 2**20:.1f} MiB){shared}; "
+           f"{sparse}")
     return Result(rt.key, f"storage_{n}", value=float(allocated), unit="bytes", how=how,
                   extra={"apparent": apparent, "image_allocated":
-                         image.allocated - baseline.allocated, "sparse": use.sparse})
-
-
-def _native_once(busybox: Path, nbytes: int) -> float | None:
-    t = workloads.run_timed([str(busybox), *workloads.cpu_script(nbytes)], timeout=300)
-    return workloads.parse_elapsed(t.stdout)
-
-
-def cpu(rt: Runtime, runs: int, nbytes: int, busybox: Path) -> list[Result]:
-    """Runtime runs interleaved with native runs, so host load drifts hit both alike."""
-    secs, native, errors = [], [], []
-    for _ in range(runs):
-        n = _native_once(busybox, nbytes)
-        if n is not None:
-            native.append(n)
-        t = rt.run_fg(workloads.cpu_script(nbytes), timeout=rt.start_timeout + 600)
-        s = workloads.parse_elapsed(t.stdout)
-        if s is None or s <= 0:
-            errors.append(one_line(t.stderr or t.stdout))
-        else:
-            secs.append(s)
-    if not secs or not native:
-        why = errors[0] if errors else "the native baseline run failed"
-        return [missing(rt.key, "cpu", f"runs failed: {why}")]
-    native_med = summarize(native).median
-    pct = [100.0 * native_med / s for s in secs]
-    how = (f"busybox sha256sum of {nbytes / 1e6:.0f} MB of zeros, the same busybox-static "
-           f"binary on the host and inside; timed inside by /proc/uptime (10 ms ticks) "
-           f"around the work, so start-up is excluded; each run divides the native median "
-           f"({native_med:.2f} s) by the instance's time (median {summarize(secs).median:.2f}"
-           f" s); {len(secs)} runs interleaved with {len(native)} native runs")
-    return [from_samples(rt.key, "cpu", pct, how, seconds=secs, native_seconds=native)]
-
-
-def io(rt: Runtime, mb: int, volume: Path) -> list[Result]:
-    out: list[Result] = []
-    for target, directory in rt.io_targets.items():
-        use_volume = volume if target == "volume" else None
-        try:
-            t = rt.run_fg(workloads.io_script(directory, mb), timeout=rt.start_timeout + 300,
-                          volume=use_volume)
-            write, read = workloads.parse_io(t.stdout + t.stderr, mb)
-        except (ValueError, NotAvailable) as exc:
-            out += [missing(rt.key, m, str(exc), target) for m in ("io_write", "io_read")]
-            continue
-        how = (f"busybox dd bs=1M count={mb} in {directory} ({target}): write with "
-               f"conv=fsync, then read back {workloads.READ_PASSES} times with the page cache warm (dropping caches would "
-               f"change host state); timed inside by /proc/uptime (10 ms ticks)")
-        out.append(Result(rt.key, "io_write", value=write, unit="MB/s", how=how, target=target,
-                          samples=[write]))
-        out.append(Result(rt.key, "io_read", value=read, unit="MB/s", how=how, target=target,
-                          samples=[read]))
-    return out
+                         image.allocated - baseline.allocated, "sparse": use.sparse,
+                         "outside_files": sorted({str(f) for f in outside})})
 
 
 def density(rt_key: str, mem: Result | None, budget: int) -> Result:

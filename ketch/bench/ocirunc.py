@@ -68,7 +68,7 @@ class Runc(Runtime):
         name = self.ws.name()
         b = self.bundle(name, cmd, volume=volume)
         # `runc run` in the foreground deletes the container when it exits.
-        t = run_timed([*self.base(), "run", "--bundle", str(b), name], env=self.ws.env,
+        t = run_timed([*self.base(), "run", "--bundle", str(b), name], env=self.env,
                       timeout=timeout)
         self.remove(Instance(name=name, id=name))
         return t
@@ -80,7 +80,7 @@ class Runc(Runtime):
         with open(log, "wb") as out:
             r = subprocess.run([*self.base(), "run", "--detach", "--bundle", str(b), name],
                                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                               env=self.ws.env, timeout=self.start_timeout)
+                               env=self.env, timeout=self.start_timeout)
         if r.returncode != 0:
             self.remove(Instance(name=name, id=name))
             raise NotAvailable(f"runc run --detach failed: {one_line(log.read_text())}")

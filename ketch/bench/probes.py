@@ -165,10 +165,45 @@ class DiskUse:
         return self.apparent > self.allocated * 1.2 + 1024 * 1024
 
 
-def disk_use(paths: list[Path], exclude: list[Path] | None = None) -> DiskUse:
-    """Allocated and apparent bytes under paths, each inode once, not crossing mounts."""
+def open_files(pids: set[int]) -> set[Path]:
+    """Regular files the processes hold open (a VM's disk images, kernel, initramfs)."""
+    found = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("/") and not target.endswith(" (deleted)") \
+                    and not target.startswith(("/dev/", "/proc/", "/sys/")) \
+                    and os.path.isfile(target):
+                found.add(Path(target))
+    return found
+
+
+def disk_use(paths: list[Path], exclude: list[Path] | None = None,
+             files: list[Path] | None = None) -> DiskUse:
+    """Allocated and apparent bytes under paths (+ single files), each inode once.
+
+    The walk does not cross mounts: a running container's rootfs mount shows
+    bytes that already live in the layers being counted.
+    """
     seen: set[tuple[int, int]] = set()
-    allocated = apparent = files = 0
+    allocated = apparent = count = 0
+    for f in files or []:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            allocated += st.st_blocks * 512
+            apparent += st.st_size
+            count += 1
     skip = {str(p) for p in exclude or []}
     for top in paths:
         if not top.exists():
@@ -183,8 +218,6 @@ def disk_use(paths: list[Path], exclude: list[Path] | None = None) -> DiskUse:
                 except OSError:
                     continue
                 if st.st_dev != top_dev:
-                    # A mount inside the tree (a running container's rootfs):
-                    # its bytes already live in the layers being counted.
                     if name is not None and stat.S_ISDIR(st.st_mode):
                         dirnames[:] = [d for d in dirnames if d != name]
                     continue
@@ -194,8 +227,8 @@ def disk_use(paths: list[Path], exclude: list[Path] | None = None) -> DiskUse:
                 seen.add(key)
                 allocated += st.st_blocks * 512
                 apparent += st.st_size
-                files += 1
-    return DiskUse(allocated=allocated, apparent=apparent, files=files)
+                count += 1
+    return DiskUse(allocated=allocated, apparent=apparent, files=count)
 
 
 def mounts_under(prefix: Path) -> list[str]:

@@ -132,7 +132,9 @@ def detail_rows(run: Run) -> tuple[list[str], list[list[str]]]:
             cells = []
             for k in keys:
                 r = run.get(k, metric, target)
-                cells.append("-" if r is None and target else fmt_value(r, short=True))
+                has_other = any(x.runtime == k and x.metric == metric for x in run.results)
+                # "-": this runtime has no such target (runc has no writable layer)
+                cells.append("-" if r is None and has_other else fmt_value(r, short=True))
             rows.append([name, *cells])
     return header, rows
 

@@ -50,6 +50,13 @@ class Workspace:
         self._count += 1
         return f"kb-{self.run_id}-{self._count}"
 
+    def env_for(self, key: str) -> dict[str, str]:
+        """Each runtime gets its own roots, so its disk figures start from empty."""
+        # One letter under the short run root: unix socket paths must fit 108 bytes.
+        run = self.runroot / key[0]
+        return {**self.env, "KETCH_ROOT": str(self.dir / key / "root"),
+                "KETCH_RUNROOT": str(run), "KETCH_RUNC_ROOT": str(run / "runc")}
+
 
 class Runtime:
     """Base adapter; subclasses fill in the command lines."""
@@ -63,7 +70,10 @@ class Runtime:
 
     def __init__(self, ws: Workspace):
         self.ws = ws
+        self.env = ws.env_for(self.key)
         self.version = ""
+        #: Seconds to first output of the untimed warm-up run (cold caches), if any.
+        self.cold_start: float | None = None
 
     # -- what subclasses implement ------------------------------------
     def check(self) -> None:
@@ -121,7 +131,7 @@ class CliEngine(Runtime):
     def cmd(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         argv = [*self.base(), *args]
         try:
-            return subprocess.run(argv, env=self.ws.env, capture_output=True, text=True,
+            return subprocess.run(argv, env=self.env, capture_output=True, text=True,
                                   timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             raise NotAvailable(f"`{' '.join(argv[-3:])}` timed out after {timeout:.0f} s") from exc
@@ -140,7 +150,7 @@ class CliEngine(Runtime):
     def run_fg(self, cmd, *, timeout, volume=None):
         argv = [*self.base(), "run", "--rm", *self.run_flags, *self.volume_flags(volume),
                 self.image, *cmd]
-        return run_timed(argv, env=self.ws.env, timeout=timeout)
+        return run_timed(argv, env=self.env, timeout=timeout)
 
     def start(self, cmd, *, http_port=None, volume=None):
         name = self.ws.name()
@@ -195,12 +205,13 @@ class KetchContainer(CliEngine):
     def prepare(self):
         self.ok("bootstrap", "busybox", timeout=120)
         trial = self.run_fg(["echo", "ready"], timeout=self.start_timeout)
+        self.cold_start = trial.first_output
         if "ready" not in trial.stdout:
             raise NotAvailable(f"`{self.label}` trial run failed: "
                                f"{one_line(trial.stderr or trial.stdout)}")
 
     def storage_roots(self):
-        return [Path(self.ws.env["KETCH_ROOT"]), Path(self.ws.env["KETCH_RUNROOT"])]
+        return [Path(self.env["KETCH_ROOT"]), Path(self.env["KETCH_RUNROOT"])]
 
 
 class KetchMicroVM(KetchContainer):
@@ -275,7 +286,7 @@ class Podman(CliEngine):
     def run_fg(self, cmd, *, timeout, volume=None):
         argv = [*self.base(), "run", "--rm", *self.run_flags, *self._limits(),
                 *self.volume_flags(volume), self.image, *cmd]
-        return run_timed(argv, env=self.ws.env, timeout=timeout)
+        return run_timed(argv, env=self.env, timeout=timeout)
 
     def net_flags(self, http_port):
         return [*super().net_flags(http_port), *self._limits()]

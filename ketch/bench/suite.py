@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ketch import paths
-from ketch.bench import measure, probes, rootfs
+from ketch.bench import measure, probes, rootfs, throughput
 from ketch.bench.ocirunc import Runc
 from ketch.bench.results import METRICS, Result, Run, RuntimeInfo, missing
 from ketch.bench.runtimes import (
@@ -43,6 +43,9 @@ ADAPTERS: dict[str, type[Runtime]] = {
 }
 ALIASES = {"vm": "microvm", "micro-vm": "microvm", "full-vm": "fullvm", "ketch": "container"}
 
+#: What --only can select; each group is one or more steps.
+GROUPS = ("start", "http", "memory", "workload")
+
 Progress = Callable[[str], None]
 
 
@@ -52,11 +55,20 @@ class Options:
     runs: int | None = None            # -n; default 3 (quick) / 10 (full)
     runtimes: list[str] | None = None  # keys; default all
     budget: int | None = None          # density budget in bytes; default MemAvailable
+    only: list[str] | None = None      # step groups (GROUPS); default all
     workdir: Path | None = None
     keep: bool = False                 # keep the work directory (debugging)
 
     def n(self) -> int:
         return self.runs or (3 if self.mode == "quick" else 10)
+
+    def groups(self) -> list[str]:
+        bad = [g for g in self.only or [] if g not in GROUPS]
+        if bad:
+            from ketch.errors import InvalidArgument
+            raise InvalidArgument(f"unknown measurement {bad[0]!r} for --only "
+                                  f"(known: {', '.join(GROUPS)})")
+        return list(self.only or GROUPS)
 
     def selected(self) -> list[str]:
         if not self.runtimes:
@@ -103,18 +115,19 @@ def make_workspace(opts: Options) -> Workspace:
     runroot.mkdir(mode=0o700)
     cg = f"{paths.cgroup_parent()}/bench-{run_id}"
     env = dict(os.environ)
-    env.update({"KETCH_ROOT": str(d / "root"), "KETCH_RUNROOT": str(runroot),
-                "KETCH_RUNC_ROOT": str(runroot / "runc"), "KETCH_CGROUP_PARENT": cg})
+    env["KETCH_CGROUP_PARENT"] = cg
     return Workspace(dir=d, runroot=runroot, run_id=run_id, cgroup_parent=cg, env=env)
 
 
 def run(opts: Options, progress: Progress = lambda _msg: None) -> Run:
     """Measure every selected runtime; always clean up."""
     keys = opts.selected()
+    opts.groups()
     t0 = time.monotonic()
     ws = make_workspace(opts)
     result = Run(host=host_info(), options={
-        "mode": opts.mode, "runs": opts.n(), "runtimes": keys, "workdir": str(ws.dir)})
+        "mode": opts.mode, "runs": opts.n(), "runtimes": keys, "only": opts.groups(),
+        "workdir": str(ws.dir)})
     adapters: list[Runtime] = []
     try:
         budget = opts.budget or probes.mem_available()
@@ -137,20 +150,22 @@ def steps(rt: Runtime, opts: Options, base, image) -> list:
     n, mode = opts.n(), opts.mode
     quick = mode == "quick"
     http_runs = max(1, n // 2) if quick else n
+    # A VM start costs seconds (tens under TCG): fewer rounds of workloads for VMs.
+    rounds = (1 if rt.kind == "vm" else 3) if quick else max(3, n // 2)
     vol = rt.ws.dir / "volumes" / rt.key
     vol.mkdir(parents=True, exist_ok=True)
     return [
-        ("start to first output", ("start_trivial",),
+        ("start", "start to first output", ("start_trivial",),
          lambda: measure.start_trivial(rt, n)),
-        ("start to HTTP answer", ("start_http",), lambda: measure.start_http(rt, http_runs)),
-        ("3 idle instances: memory, storage", ("mem_idle", "storage_1", "storage_3"),
+        ("http", "start to HTTP answer", ("start_http",),
+         lambda: measure.start_http(rt, http_runs)),
+        ("memory", "3 idle instances: memory, storage", ("mem_idle", "storage_1", "storage_3"),
          lambda: measure.memory_and_storage(rt, 3, "idle", base, image)),
-        ("app touching 100 MB", ("mem_100m",),
+        ("memory", "app touching 100 MB", ("mem_100m",),
          lambda: measure.memory_and_storage(rt, 1 if quick else 3, "100m", base, image)),
-        ("CPU workload", ("cpu",),
-         lambda: measure.cpu(rt, 3 if quick else max(5, n // 2), CPU_BYTES[mode],
-                             rootfs.host_busybox())),
-        ("sequential I/O", ("io_write", "io_read"), lambda: measure.io(rt, IO_MB[mode], vol)),
+        ("workload", "CPU and I/O workloads", ("cpu", "io_write", "io_read"),
+         lambda: throughput.measure(rt, rounds, CPU_BYTES[mode], IO_MB[mode], vol,
+                                    rootfs.host_busybox())),
     ]
 
 
@@ -172,7 +187,12 @@ def measure_runtime(rt: Runtime, opts: Options, budget: int, progress: Progress)
         info.reason = str(exc)
         return info, [missing(rt.key, m, f"not available: {exc}") for m in METRICS]
     out: list[Result] = []
-    for label, metrics, thunk in steps(rt, opts, base, image):
+    groups = opts.groups()
+    for group, label, metrics, thunk in steps(rt, opts, base, image):
+        if group not in groups:
+            out += [missing(rt.key, m, f"not measured: --only {','.join(groups)}")
+                    for m in metrics]
+            continue
         progress(f"{rt.label}: {label}")
         try:
             got = thunk()
@@ -185,7 +205,8 @@ def measure_runtime(rt: Runtime, opts: Options, budget: int, progress: Progress)
                 for m in metrics if m not in done]
         out += got
     mem = next((r for r in out if r.metric == "mem_idle"), None)
-    out.append(measure.density(rt.key, mem, budget))
+    out.append(measure.density(rt.key, mem, budget) if "memory" in groups else
+               missing(rt.key, "density", f"not measured: --only {','.join(groups)}"))
     return info, out
 
 

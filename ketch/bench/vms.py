@@ -49,7 +49,7 @@ class KetchFullVM(KetchContainer):
             self.ok("vm", "create", "--name", name, *self.volume_flags(volume), self.image,
                     *cmd, timeout=timeout)
             return run_timed([*self.base(), "vm", "start", "--attach", name],
-                             env=self.ws.env, timeout=timeout)
+                             env=self.env, timeout=timeout)
         finally:
             self.remove(Instance(name=name, id=name))
 
@@ -78,4 +78,4 @@ class KetchFullVM(KetchContainer):
         return [n for n in r.stdout.split() if n.startswith(f"kb-{self.ws.run_id}")]
 
     def storage_roots(self):
-        return [Path(self.ws.env["KETCH_ROOT"]), Path(self.ws.env["KETCH_RUNROOT"])]
+        return [Path(self.env["KETCH_ROOT"]), Path(self.env["KETCH_RUNROOT"])]

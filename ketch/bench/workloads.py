@@ -33,16 +33,20 @@ IDLE = ["sleep", "86400"]
 TOUCH_100M = ["awk", 'BEGIN { s = sprintf("%100000000s", ""); print "ready"; fflush(); '
               'system("sleep 86400") }']
 #: Bytes hashed by the CPU workload in quick and full mode.
-CPU_BYTES = {"quick": 32_000_000, "full": 128_000_000}
+CPU_BYTES = {"quick": 16_000_000, "full": 128_000_000}
 #: Megabytes written then read back by the I/O workload.
-IO_MB = {"quick": 128, "full": 512}
+IO_MB = {"quick": 64, "full": 512}
+
+
+def cpu_fragment(nbytes: int) -> str:
+    """Shell: busybox sha256sum of nbytes zero bytes, timed by /proc/uptime around it."""
+    return ("read s x < /proc/uptime; "
+            f"busybox head -c {nbytes} /dev/zero | busybox sha256sum; "
+            'read e x < /proc/uptime; echo "elapsed $s $e"')
 
 
 def cpu_script(nbytes: int) -> list[str]:
-    """busybox sha256sum of nbytes zero bytes, timed by /proc/uptime around it."""
-    return ["sh", "-c", "read s x < /proc/uptime; "
-            f"busybox head -c {nbytes} /dev/zero | busybox sha256sum; "
-            'read e x < /proc/uptime; echo "elapsed $s $e"']
+    return ["sh", "-c", cpu_fragment(nbytes)]
 
 
 def http_script(port: int, bind: str) -> list[str]:
@@ -56,15 +60,17 @@ def http_script(port: int, bind: str) -> list[str]:
 READ_PASSES = 4
 
 
-def io_script(directory: str, mb: int) -> list[str]:
-    """Sequential write (fsync'd) then READ_PASSES reads of mb MiB in directory."""
+def io_fragment(directory: str, mb: int, tag: str) -> str:
+    """Shell: sequential write (fsync'd) then READ_PASSES reads of mb MiB in directory.
+
+    Prints "io<tag> A B C": /proc/uptime before the write, after it, after the reads.
+    """
     f = f"{directory.rstrip('/')}/ketch-bench.io"
-    return ["sh", "-c",
-            f"read a x < /proc/uptime; busybox dd if=/dev/zero of={f} bs=1048576 count={mb} "
+    passes = " ".join(map(str, range(READ_PASSES)))
+    return (f"read a x < /proc/uptime; busybox dd if=/dev/zero of={f} bs=1048576 count={mb} "
             f"conv=fsync 2>/dev/null && read b x < /proc/uptime && "
-            f"for i in {' '.join(map(str, range(READ_PASSES)))}; do busybox dd if={f} of=/dev/null bs=1048576 2>/dev/null; "
-            f"done && "
-            f'read c x < /proc/uptime && echo "io $a $b $c"; rm -f {f}']
+            f"for i in {passes}; do busybox dd if={f} of=/dev/null bs=1048576 2>/dev/null; "
+            f'done && read c x < /proc/uptime && echo "io{tag} $a $b $c"; rm -f {f}')
 
 
 def parse_elapsed(output: str) -> float | None:
@@ -73,9 +79,9 @@ def parse_elapsed(output: str) -> float | None:
     return None if m is None else float(m.group(2)) - float(m.group(1))
 
 
-def parse_io(output: str, mb: int) -> tuple[float, float]:
-    """(write MB/s, read MB/s) from an 'io A B C' line; ValueError if absent or too fast."""
-    m = re.search(r"^io ([0-9.]+) ([0-9.]+) ([0-9.]+)\s*$", output, re.M)
+def parse_io(output: str, mb: int, tag: str = "") -> tuple[float, float]:
+    """(write MB/s, read MB/s) from an 'io<tag> A B C' line; ValueError if absent or too fast."""
+    m = re.search(rf"^io{re.escape(tag)} ([0-9.]+) ([0-9.]+) ([0-9.]+)\s*$", output, re.M)
     if m is None:
         raise ValueError(f"no I/O timing in output: {one_line(output)!r}")
     a, b, c = (float(x) for x in m.groups())

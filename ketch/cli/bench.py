@@ -63,6 +63,9 @@ class _Progress:
               help="Runs per start-time figure (default 3 quick, 10 full).")
 @click.option("--runtimes", default="",
               help="Comma list: container, vm (micro-VM), fullvm, runc, podman, docker.")
+@click.option("--only", default="",
+              help="Comma list of measurements: start, http, memory (with disk), workload "
+                   "(CPU and I/O). Default: all.")
 @click.option("--json", "as_json", is_flag=True, help="Print raw samples and summaries as JSON.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write report.md, report.json and PNG charts into this directory.")
@@ -71,15 +74,17 @@ class _Progress:
               hidden=True, help="Where the run keeps its private roots.")
 @click.option("--keep", is_flag=True, hidden=True, help="Keep the work directory.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def bench(mode, runs, runtimes, as_json, out_dir, budget, workdir, keep, quiet):
+def bench(mode, runs, runtimes, only, as_json, out_dir, budget, workdir, keep, quiet):
     """Measure start time, memory, disk, CPU and I/O of containers and VMs here."""
     from ketch.bench import report, suite
 
     opts = suite.Options(
         mode=mode, runs=runs, keep=keep, workdir=workdir,
         runtimes=[r.strip() for r in runtimes.split(",") if r.strip()] or None,
-        budget=parse_size(budget) if budget else None)
-    opts.selected()  # reject unknown runtime names before starting anything
+        budget=parse_size(budget) if budget else None,
+        only=[g.strip() for g in only.split(",") if g.strip()] or None)
+    opts.selected()  # reject unknown names before starting anything
+    opts.groups()
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ def recorded_run(with_ketch: bool = True) -> Run:
                         extra={"apparent": 3500000, "sparse": False}))
         R.append(from_samples("container", "cpu", [97.0, 99.0, 98.0], "z"))
         R.append(missing("container", "mem_100m", "runs failed: out of memory"))
+        R.append(Result("container", "io_write", 140.0, "MB/s", "w", target="writable layer"))
     R.append(from_samples("podman", "start_trivial", [0.5, 0.52, 0.54], "p"))
     R.append(from_samples("microvm", "start_trivial", [2.0, 2.2, 2.1], "m"))
     R.append(Result("microvm", "storage_1", 40 * 2**20, "bytes", "m",
@@ -92,6 +93,9 @@ def test_detail_table_lists_io_targets_and_all_runtimes():
     io_row = next(r for r in rows if r[0].endswith("[VM disk (rootfs)]"))
     assert io_row[3] == "150 MB/s"
     assert io_row[1] == "-"  # ketch has no such target: a dash, not a fake n/a
+    layer_row = next(r for r in rows if r[0].endswith("[writable layer]"))
+    assert layer_row[1] == "140 MB/s"
+    assert layer_row[2] == "n/a: not run"  # podman recorded no I/O at all
 
 
 def test_accel_word():
