@@ -113,19 +113,24 @@ def pull(name: str, all_tags: bool, quiet: bool, platform: str | None) -> None:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("name")
+@click.option("-a", "--all-tags", is_flag=True, help="Push all tags of the repository.")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output.")
-def push(name: str, quiet: bool) -> None:
+def push(name: str, all_tags: bool, quiet: bool) -> None:
     """Upload an image to a registry."""
     from ketch.engine import distribution
 
     render = _renderer(quiet)
     try:
-        report = distribution.push(name, progress=render)
+        if all_tags:
+            reports = distribution.push_all_tags(name, progress=render)
+        else:
+            reports = [distribution.push(name, progress=render)]
     finally:
         if render:
             render.close()
     if quiet:
-        click.echo(report.reference)
+        for report in reports:
+            click.echo(report.reference)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -249,6 +249,24 @@ def _fetch(repo, content, descs: list[dict], progress: Progress | None,
 
 # -- push -------------------------------------------------------------------------------------
 
+def push_all_tags(ref: str, progress: Progress | None = None) -> list[PushReport]:
+    """`push -a`: every local tag of `ref`'s repository, in tag order."""
+    from ketch.engine import images as _images
+
+    if ":" in ref.split("@")[0].rsplit("/", 1)[-1] or "@" in ref:
+        raise InvalidArgument("tag can't be used with --all-tags/-a")
+    r = _parse(ref)
+    conn = db.connect()
+    try:
+        tags = sorted({t.tag for img in _images.store(conn).all() for t in
+                       (_ref.parse(name) for name in img.repo_tags) if t.name == r.name})
+    finally:
+        conn.close()
+    if not tags:
+        raise NotFound(f"An image does not exist locally with the tag: {r.familiar_name()}")
+    return [push(str(r.with_tag(t)), progress) for t in tags]
+
+
 def push(ref: str, progress: Progress | None = None) -> PushReport:
     """Push a local image to the registry its name points at (HEAD, mount, or upload)."""
     r = _parse(ref)

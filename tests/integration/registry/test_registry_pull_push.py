@@ -162,3 +162,17 @@ def test_two_concurrent_pulls_of_one_image(registry, layout, ketch_env):
         assert blobs[d["digest"]] == d["size"]
         assert store.content.verify(d["digest"]) is None
     assert store.content.ingests() == []
+
+
+def test_push_all_tags(registry, ketch):
+    src = f"{registry.host}/lib/bb:1"
+    assert ketch("pull", "-q", src).returncode == 0
+    rec, store = _image(src)
+    for tag in ("a", "b"):
+        store.tag(rec.id, f"{registry.host}/every/tag:{tag}")
+    out = ketch("push", "-a", "-q", f"{registry.host}/every/tag")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [f"{registry.host}/every/tag:a", f"{registry.host}/every/tag:b"]
+    repo = open_repository(registry.host, "every/tag")
+    assert sorted(repo.tags()) == ["a", "b"]
+    repo.t.close()
