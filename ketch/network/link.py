@@ -51,8 +51,8 @@ def _index(ipr, name: str) -> int | None:
 
 
 def exists(name: str) -> bool:
-    with _netlink(f"look up link {name!r}") as ipr:
-        return _index(ipr, name) is not None
+    """Is there a link `name` in the host's namespace? (sysfs: no netlink import needed)"""
+    return bool(name) and "/" not in name and os.path.isdir(f"/sys/class/net/{name}")
 
 
 def write_sysctl(path: str, value: str) -> None:
@@ -85,6 +85,8 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int = DEFAULT_MT
 
 def delete(name: str) -> bool:
     """Delete link `name` (a veth takes its peer with it); False if it was gone."""
+    if not exists(name):
+        return False  # the usual case after a container's namespace went away
     from pyroute2 import NetlinkError
 
     with _netlink(f"delete link {name!r}") as ipr:
