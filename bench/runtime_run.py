@@ -93,8 +93,10 @@ def main() -> None:
         bundle = make_bundle(top)
         times: dict[str, list[float]] = {"ketch-runc": [], "runc": []}
         cpus: dict[str, list[float]] = {"ketch-runc": [], "runc": []}
-        cmds = {"ketch-runc": [args.ketch, "--root", str(top / "k")],
-                "runc": [args.runc, "--root", str(top / "r")]}
+        # State roots on tmpfs (/run), where both runtimes keep them by default.
+        roots = tempfile.mkdtemp(prefix="ketch-bench-", dir="/run")
+        cmds = {"ketch-runc": [args.ketch, "--root", f"{roots}/k"],
+                "runc": [args.runc, "--root", f"{roots}/r"]}
         for cmd in cmds.values():  # warm-up: page cache, pyc files
             once([*cmd, "run", "--bundle", str(bundle), "warm"])
         for i in range(args.n):
@@ -102,6 +104,7 @@ def main() -> None:
             for name in order:
                 times[name].append(once([*cmds[name], "run", "--bundle", str(bundle),
                                          f"b{i}"], cpus[name]))
+        shutil.rmtree(roots, ignore_errors=True)
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     print(f"rounds: {args.n} (alternating)   load average: {os.getloadavg()[0]:.2f}")
     cpu = {k: statistics.median(v) * 1000 for k, v in cpus.items()}
