@@ -111,6 +111,14 @@ def connect_latency(recv_pid, host: str, port: int, listen_port: int, n: int) ->
     return statistics.median(json.loads(out)) * 1e6
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _box() -> subprocess.Popen:
     p = subprocess.Popen(["unshare", "--net", "--", "/bin/busybox", "sleep", "600"])
     time.sleep(0.1)
@@ -139,14 +147,18 @@ def run(secs: float, connects: int, rounds: int) -> dict:
     try:
         sa = networks.attach(conn, "a" * 64, "benchnet", f"/proc/{a.pid}/ns/net", {"name": "a"})
         networks.attach(conn, "b" * 64, "benchnet", f"/proc/{b.pid}/ns/net",
-                        {"name": "b", "ports": ["127.0.0.1:39001:9000", "0.0.0.0:39002:9001"]})
-        ip_b = networks.settings(conn, "b" * 64)["IPAddress"]
+                        {"name": "b", "ports": ["127.0.0.1::9000", "0.0.0.0::9001"]})
+        sb = networks.settings(conn, "b" * 64)
+        ip_b = sb["IPAddress"]
+        p_lo = int(sb["Ports"]["9000/tcp"][0]["HostPort"])
+        p_any = int(sb["Ports"]["9001/tcp"][0]["HostPort"])
+        lo1, lo2 = _free_port(), _free_port()
         hostip = _host_address()
         paths = {
-            "loopback_gbps": (None, None, "127.0.0.1", 39100, 39100),
+            "loopback_gbps": (None, None, "127.0.0.1", lo1, lo1),
             "c2c_gbps": (b.pid, a.pid, ip_b, 9000, 9000),
-            "published_lo_gbps": (b.pid, None, "127.0.0.1", 39001, 9000),
-            "published_hostip_gbps": (b.pid, None, hostip, 39002, 9001),
+            "published_lo_gbps": (b.pid, None, "127.0.0.1", p_lo, 9000),
+            "published_hostip_gbps": (b.pid, None, hostip, p_any, 9001),
         }
         # Interleaved rounds, median per path: the machine is shared and noisy.
         samples: dict = {k: [] for k in paths}
@@ -154,8 +166,8 @@ def run(secs: float, connects: int, rounds: int) -> dict:
             for key, args in paths.items():
                 samples[key].append(throughput(*args, secs))
         res.update({k: statistics.median(v) for k, v in samples.items()})
-        res["connect_loopback_us"] = connect_latency(None, "127.0.0.1", 39101, 39101, connects)
-        res["connect_published_us"] = connect_latency(b.pid, "127.0.0.1", 39001, 9000,
+        res["connect_loopback_us"] = connect_latency(None, "127.0.0.1", lo2, lo2, connects)
+        res["connect_published_us"] = connect_latency(b.pid, "127.0.0.1", p_lo, 9000,
                                                       connects)
         res["ip_a"] = sa["IPAddress"]
     finally:
@@ -176,22 +188,25 @@ def run_docker(secs: float, connects: int, rounds: int) -> dict:
     with net_docker.dockerd() as d:
         img = "ketch-bench-busybox:1"
         d("run", "-d", "--name", "bench-a", img, "sleep", "600")
-        d("run", "-d", "--name", "bench-b", "-p", "127.0.0.1:39201:9000", "-p", "39202:9001",
+        d("run", "-d", "--name", "bench-b", "-p", "127.0.0.1::9000", "-p", "9001",
           img, "sleep", "600")
         a, b, ip_b = d.pid("bench-a"), d.pid("bench-b"), d.ip("bench-b")
+        p_lo = int(d("port", "bench-b", "9000/tcp").split(":")[-1])
+        p_any = int(d("port", "bench-b", "9001/tcp").splitlines()[0].split(":")[-1])
+        lo1, lo2 = _free_port(), _free_port()
         paths = {
-            "loopback_gbps": (None, None, "127.0.0.1", 39100, 39100),
+            "loopback_gbps": (None, None, "127.0.0.1", lo1, lo1),
             "c2c_gbps": (b, a, ip_b, 9000, 9000),
-            "published_lo_gbps": (b, None, "127.0.0.1", 39201, 9000),
-            "published_hostip_gbps": (b, None, _host_address(), 39202, 9001),
+            "published_lo_gbps": (b, None, "127.0.0.1", p_lo, 9000),
+            "published_hostip_gbps": (b, None, _host_address(), p_any, 9001),
         }
         samples: dict = {k: [] for k in paths}
         for _ in range(rounds):
             for key, args in paths.items():
                 samples[key].append(throughput(*args, secs))
         res.update({k: statistics.median(v) for k, v in samples.items()})
-        res["connect_loopback_us"] = connect_latency(None, "127.0.0.1", 39101, 39101, connects)
-        res["connect_published_us"] = connect_latency(b, "127.0.0.1", 39201, 9000, connects)
+        res["connect_loopback_us"] = connect_latency(None, "127.0.0.1", lo2, lo2, connects)
+        res["connect_published_us"] = connect_latency(b, "127.0.0.1", p_lo, 9000, connects)
     return res
 
 
