@@ -13,6 +13,8 @@ ketch, an embedded DNS server per container on user networks, and the
     nft       the ruleset, rendered from the database and applied atomically
     dns       the embedded DNS server (127.0.0.11 inside the container)
     files     /etc/hosts and /etc/resolv.conf content
+    host      device names per root, the default bridge, DNS server processes
     sandbox   attach/detach of one container: the order of all of the above
-    manage    network create/ls/inspect/rm/connect/disconnect/prune, reconcile
+    manage    network create/ls/inspect/rm/connect/disconnect/prune
+    reconcile clean up after a crash: dead containers, orphaned devices
 """
