@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import socket
 import sys
 
@@ -41,9 +42,12 @@ def pump(sock: socket.socket, *, stdin: bool, tty: bool, detach_keys: bytes = b"
     if stdin:
         fds.append(in_fd)
     if tty and on_resize and os.isatty(1):
-        with contextlib.suppress(OSError):
-            size = os.get_terminal_size(1)
-            on_resize(size.lines, size.columns)
+        def send_size(*_args) -> None:
+            with contextlib.suppress(OSError):
+                size = os.get_terminal_size(1)
+                on_resize(size.lines, size.columns)
+        send_size()
+        signal.signal(signal.SIGWINCH, send_size)   # the user resizes the window
     pending = b""
     with raw_terminal(in_fd, stdin and tty):
         while True:

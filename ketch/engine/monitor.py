@@ -159,13 +159,17 @@ def attach_socket(cid: str) -> socket.socket:
 
 
 def resize(cid: str, bundle: str, rows: int, cols: int) -> None:
-    """Tell conmon the terminal size (its ctl fifo: `1 <height> <width>`)."""
+    """Tell conmon the terminal size: `<h> <w>` on its winsz fifo, or `1 <h> <w>` on ctl."""
+    fifo = os.path.join(bundle, "winsz")
+    msg = f"{rows} {cols}\n"
+    if not os.path.exists(fifo):
+        fifo, msg = os.path.join(bundle, "ctl"), f"1 {rows} {cols}\n"
     try:
-        fd = os.open(os.path.join(bundle, "ctl"), os.O_WRONLY | os.O_NONBLOCK)
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
     except OSError:
         return
     try:
-        os.write(fd, f"1 {rows} {cols}\n".encode())
+        os.write(fd, msg.encode())
     except OSError:
         pass
     finally:
