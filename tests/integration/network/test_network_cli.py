@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
+import time
 
+import httpx
 import pytest
 
 from tests.conftest import command
@@ -97,12 +98,12 @@ def test_run_publish(ketch_env, busybox_image, tmp_path):
           "sh", "-c", "echo published > /tmp/i.html && httpd -f -p 8080 -h /tmp")
     try:
         text = ""
-        for _ in range(50):
+        for _ in range(100):
             try:
                 text = http_get(f"http://127.0.0.1:{port}/i.html")
                 break
-            except OSError:
-                os.sched_yield()
+            except httpx.TransportError:
+                time.sleep(0.1)  # httpd not listening yet
         assert text == "published\n"
         assert ketch("port", "web").stdout.strip() == f"8080/tcp -> 0.0.0.0:{port}"
     finally:
