@@ -120,7 +120,7 @@ class ImageStore:
             chain=[ly["chain_id"] for ly in layers])
 
     def all(self) -> list[ImageRecord]:
-        rows = self.conn.execute("SELECT * FROM images ORDER BY added DESC").fetchall()
+        rows = self.conn.execute("SELECT * FROM images ORDER BY created DESC, added DESC").fetchall()
         return [self._record(r) for r in rows]
 
     def summaries(self) -> list[ImageRecord]:
@@ -135,7 +135,7 @@ class ImageStore:
             digests.setdefault(image_id, []).append(f"{_ref.familiar(repo)}@{dig}")
         out = []
         for row in c.execute("SELECT id, config, created, size, top_chain, manifest_digest, "
-                             "manifest_media_type FROM images ORDER BY added DESC"):
+                             "manifest_media_type FROM images ORDER BY created DESC, added DESC"):
             out.append(ImageRecord(
                 id=row[0], config=json.loads(row[1]), repo_tags=tags.get(row[0], []),
                 repo_digests=digests.get(row[0], []), created=row[2] or "", size=row[3],
