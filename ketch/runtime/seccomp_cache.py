@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import os
 
-from ketch import paths
-
 # runtime-spec flag -> SECCOMP_FILTER_FLAG_* bit passed to seccomp(2).
 KERNEL_FLAGS = {
     "SECCOMP_FILTER_FLAG_TSYNC": 1,
@@ -56,7 +54,8 @@ def key(seccomp: dict) -> str:
 
 
 def directory() -> str:
-    return os.path.join(str(paths.runroot()), "seccomp")
+    # ketch.paths.runroot(), restated without importing pathlib on the start path.
+    return os.path.join(os.environ.get("KETCH_RUNROOT") or "/run/ketch", "seccomp")
 
 
 def lookup(k: str) -> bytes | None:

@@ -30,7 +30,6 @@ import os
 import posixpath
 import time
 
-from ketch import paths as _paths
 from ketch.errors import FailedPrecondition, InvalidArgument
 from ketch.runtime.cgroups import fs
 from ketch.runtime.cgroups.layout import UNIFIED, Layout, detect
@@ -39,8 +38,15 @@ from ketch.runtime.cgroups.layout import UNIFIED, Layout, detect
 _PRIMARY = ("pids", "freezer", "memory", "cpu", "devices", UNIFIED)
 
 
+def cgroup_parent() -> str:
+    """ketch.paths.cgroup_parent(), restated: ketch.paths imports pathlib (and with
+    it re, fnmatch, urllib), two thirds of ketch-runc's import time. A unit test
+    keeps the two equal."""
+    return (os.environ.get("KETCH_CGROUP_PARENT") or "ketch").strip("/")
+
+
 def manager_for(cgroups_path: str | None, container_id: str, layout: Layout | None = None) -> CgroupManager:
-    rel = cgroups_path.strip() if cgroups_path else f"{_paths.cgroup_parent()}/{container_id}"
+    rel = cgroups_path.strip() if cgroups_path else f"{cgroup_parent()}/{container_id}"
     norm = posixpath.normpath("/" + rel).lstrip("/")
     if not norm or "\0" in norm or ".." in rel.split("/"):
         raise InvalidArgument(f"linux.cgroupsPath: {cgroups_path!r} is not a usable cgroup path")

@@ -142,3 +142,21 @@ def test_validate_rejects_bad_values(monkeypatch):
         CgroupManager.validate({"hugepageLimits": [{"pageSize": "2MB", "limit": 1 << 21}]})
     with pytest.raises(FailedPrecondition, match="net_cls"):
         CgroupManager.validate({"network": {"classID": 1}})
+
+
+@pytest.mark.parametrize("value", [None, "", "ketch/t-1", "/ketch/x/", "other"])
+def test_restated_paths_match_ketch_paths(monkeypatch, value):
+    """cgroups and the seccomp cache avoid importing ketch.paths; they must agree with it."""
+    from ketch import paths
+    from ketch.runtime import cgroups, seccomp_cache
+
+    for var in ("KETCH_CGROUP_PARENT", "KETCH_RUNROOT"):
+        if value is None:
+            monkeypatch.delenv(var, raising=False)
+        else:
+            monkeypatch.setenv(var, value)
+    assert cgroups.cgroup_parent() == paths.cgroup_parent()
+    if value:  # an empty KETCH_RUNROOT means the default in both
+        assert seccomp_cache.directory() == os.path.join(str(paths.runroot()), "seccomp")
+    else:
+        assert seccomp_cache.directory() == os.path.join(paths.DEFAULT_RUNROOT, "seccomp")
