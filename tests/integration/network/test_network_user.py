@@ -15,7 +15,7 @@ import pytest
 
 from ketch.engine import networks
 from ketch.errors import Conflict, InvalidArgument
-from ketch.network import host, link, nft, store
+from ketch.network import host, ipam, link, nft, store
 from tests.conftest import command
 from tests.integration.network.conftest import BUSYBOX
 
@@ -125,6 +125,10 @@ def test_several_networks_and_refusals(conn, boxes):
         networks.create(conn, f"x{tid}", subnet="10.214.0.0/16")
     with pytest.raises(InvalidArgument, match="'10.214.9.1/24'"):
         networks.create(conn, f"x{tid}", subnet="10.214.9.1/24")
+    dev, route = next((d, r) for d, r in ipam.host_routes() if not d.startswith("k"))
+    with pytest.raises(Conflict, match=f"overlaps {route} \\(route on {dev}\\)"):
+        networks.create(conn, f"x{tid}", subnet=str(route))
+    assert store.find_network(conn, f"x{tid}") is None
     a, b = boxes("a"), boxes("b")
     sa = networks.attach(conn, CID_A, n1["Name"], a.netns,
                          a.opts(name="a", ip="10.214.0.50", ports=["80"]))
