@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 
 from ketch.errors import FailedPrecondition, InvalidArgument
 from ketch.runtime.cgroups import fs
@@ -142,6 +141,8 @@ EXIT = 0x95       # BPF_JMP | BPF_EXIT
 
 def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
     """One struct bpf_insn: u8 code, u8 dst:4|src:4, s16 off, s32 imm."""
+    import struct  # only the v2 filter needs it
+
     if imm > 0x7FFFFFFF:
         imm -= 1 << 32
     return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
