@@ -11,9 +11,10 @@ Choices where the kernel and the spec disagree:
 * memory.kernel: the kmem limit is a no-op on kernels >= 5.16 and the file is
   gone on some; written when present, skipped silently when absent (runc
   does the same: kernel memory accounting is deprecated);
-* blockIO weights: blkio.weight (CFQ) or blkio.bfq.weight (BFQ); neither
-  exists on hosts without those schedulers, and then the weight is an error
-  naming the missing file, not silently dropped.
+* blockIO weights: blkio.weight (CFQ) or blkio.bfq.weight (BFQ; only
+  non-root cgroups show it). leafWeight has no BFQ counterpart and CFQ left
+  the kernel in 5.0, so on current kernels it is an error naming the missing
+  blkio.leaf_weight, not silently dropped (runc fails the same way).
 """
 
 from __future__ import annotations
