@@ -175,3 +175,23 @@ def test_destroy_refuses_while_a_process_is_inside(ketch_env):
         os.waitpid(pid, 0)
     m.destroy()
     assert not any(os.path.exists(d) for d in m.paths.values())
+
+
+@pytest.mark.skipif("blkio" not in LAYOUT.mounts, reason="no v1 blkio controller")
+def test_blkio_weight_maps_to_the_scheduler_that_exists(ketch_env):
+    m = manager_for(None, "io")
+    m.create()
+    try:
+        d = m.paths["blkio"]
+        name = next((n for n in ("blkio.weight", "blkio.bfq.weight") if fs.exists(d, n)), None)
+        if name is None:
+            with pytest.raises(FailedPrecondition, match="blkio.weight"):
+                m.set({"blockIO": {"weight": 300}})
+        else:
+            m.set({"blockIO": {"weight": 300}})
+            assert fs.read(d, name).split()[-1] == "300"
+        if not fs.exists(d, "blkio.leaf_weight"):  # CFQ is gone from current kernels
+            with pytest.raises(FailedPrecondition, match="blkio.leaf_weight"):
+                m.set({"blockIO": {"leafWeight": 300}})
+    finally:
+        m.destroy()
