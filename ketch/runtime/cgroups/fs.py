@@ -23,7 +23,7 @@ def write(directory: str, name: str, value: object, field: str | None = None) ->
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             raise FailedPrecondition(
-                f"{what}cannot set {name}: this host's kernel has no {path}"
+                f"{what}cannot set {name}: {path} does not exist (kernel or controller lacks it)"
             ) from exc
         raise FailedPrecondition(f"{what}open {path}: {exc.strerror}") from exc
     try:
