@@ -252,18 +252,28 @@ class Unpacker:
 
     def create(self, tf: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, leaf: str,
                key: tuple[str, ...]) -> None:
-        try:
-            st = os.stat(leaf, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            st = None
-        if st is not None and not (m.isdir() and stat.S_ISDIR(st.st_mode)):
-            self._stale = True
-            remove_at(pfd, leaf)
-            st = None
         self.created.add(key)
+        try:
+            self.make(tf, m, pfd, leaf, key)
+            return
+        except FileExistsError:
+            pass
+        # Something is there already (an earlier entry or a lower layer): a
+        # directory stays for a directory; anything else is removed, never
+        # followed, and the entry made again.
+        st = os.stat(leaf, dir_fd=pfd, follow_symlinks=False)
+        if m.isdir() and stat.S_ISDIR(st.st_mode):
+            self.dirs.append((key, m))
+            return
+        self._stale = True
+        remove_at(pfd, leaf)
+        self.make(tf, m, pfd, leaf, key)
+
+    def make(self, tf: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, leaf: str,
+             key: tuple[str, ...]) -> None:
+        """Create the entry's node; FileExistsError (before reading any data) if taken."""
         if m.isdir():
-            if st is None:
-                os.mkdir(leaf, 0o700, dir_fd=pfd)
+            os.mkdir(leaf, 0o700, dir_fd=pfd)
             self.dirs.append((key, m))
             return
         if m.isreg():
