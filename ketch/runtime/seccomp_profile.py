@@ -80,6 +80,11 @@ ALLOWED = [
     "sendmsg", "sendto", "setsockopt", "shutdown", "socket", "socketcall", "socketpair",
     # terminals and devices (the device cgroup and node permissions guard these)
     "ioctl",
+    # newer kernels: page-cache stats, futex2, memory sealing, reaping a killed process
+    "cachestat", "futex_requeue", "futex_wait", "futex_wake", "mseal", "process_mrelease",
+    # architecture-specific helpers (unknown names elsewhere are ignored)
+    "arm_fadvise64_64", "arm_sync_file_range", "sync_file_range2", "breakpoint", "cacheflush",
+    "set_tls", "riscv_flush_icache",
 ]
 
 # Allowed only when the container holds the capability: each is either
