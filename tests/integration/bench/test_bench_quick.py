@@ -52,7 +52,7 @@ def no_process_of(data: dict) -> None:
 
 def start_and_workload(env: dict[str, str]) -> dict:
     if "start" not in _CACHE:
-        _CACHE["start"] = bench(env, "--runtimes", ",".join(ALL), "-n", "2",
+        _CACHE["start"] = bench(env, "--runtimes", ",".join(ALL), "-n", "1",
                                 "--only", "start,workload")
         no_process_of(_CACHE["start"])
     return _CACHE["start"]
