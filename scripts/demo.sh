@@ -21,3 +21,6 @@ step ketch exec demo-web sh -c 'echo "inside: $(hostname), uid $(id -u)"'
 step ketch inspect -f '{{.State.Status}} memory={{.HostConfig.Memory}} restart={{.HostConfig.RestartPolicy.Name}}' demo-web
 step ketch stats --no-stream demo-web
 step ketch rm -f demo-web
+
+# The containers-vs-VMs comparison, measured here (quick mode).
+step ketch bench --quick
