@@ -7,39 +7,17 @@ from __future__ import annotations
 
 import io
 import os
-import sqlite3
 import tarfile
 
 import pytest
 
 from ketch.errors import Conflict, NotFound
 from ketch.image import gc, importer
-from ketch.image.store import ImageStore
-
-
-def _tar(files: dict[str, bytes]) -> io.BytesIO:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in files.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    buf.seek(0)
-    return buf
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("KETCH_SNAPSHOTTER", "copy")
-    conn = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA foreign_keys=ON")
-    yield ImageStore(conn, tmp_path)
-    conn.close()
+from tests.unit.image.conftest import layer_tar
 
 
 def _base(store, name="base:1", files=None):
-    return importer.import_tar(store, _tar(files or {"bin/tool": b"x" * 5000}), "-", name, [])
+    return importer.import_tar(store, layer_tar(files or {"bin/tool": b"x" * 5000}), "-", name, [])
 
 
 def test_names_resolve_like_docker(store):
@@ -110,9 +88,9 @@ def test_unknown_change_and_bad_name_change_nothing(store):
     from ketch.errors import InvalidArgument
 
     with pytest.raises(InvalidArgument):
-        importer.import_tar(store, _tar({"a": b"1"}), "-", "x:1", ["RUN true"])
+        importer.import_tar(store, layer_tar({"a": b"1"}), "-", "x:1", ["RUN true"])
     with pytest.raises(InvalidArgument):
-        importer.import_tar(store, _tar({"a": b"1"}), "-", "Bad Name", [])
+        importer.import_tar(store, layer_tar({"a": b"1"}), "-", "Bad Name", [])
     assert store.summaries() == []
 
 
@@ -122,7 +100,7 @@ def test_load_legacy_docker_save_with_linked_layers(store, tmp_path):
 
     from ketch.image import archive
 
-    layer = _tar({"hello": b"world"}).getvalue()
+    layer = layer_tar({"hello": b"world"}).getvalue()
     diff = "sha256:" + hashlib.sha256(layer).hexdigest()
     cfg = json.dumps({"os": "linux", "architecture": "amd64", "config": {"Cmd": ["sh"]},
                       "rootfs": {"type": "layers", "diff_ids": [diff, diff]}}).encode()
