@@ -24,6 +24,17 @@ from pathlib import Path
 KETCH = str(Path(sys.executable).parent / "ketch")
 
 
+def remove_cgroup_parent(parent: str) -> None:
+    """rmdir the (now empty) cgroup parent the run used, in every hierarchy."""
+    base = Path("/sys/fs/cgroup")
+    for hier in [base, *base.iterdir()]:
+        top = hier / parent
+        if top.is_dir():
+            for dirpath, _d, _f in sorted(os.walk(top), key=lambda t: -len(t[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
+
+
 def timed(argv: list[str], env: dict) -> float:
     t = time.perf_counter()
     proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -138,6 +149,8 @@ def main() -> None:
             subprocess.run([KETCH, "rm", "-f", *ids[i:i + 50]], env=env, capture_output=True)
         subprocess.run(["umount", "-R", "-l", str(tmp / "podman")], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_cgroup_parent(env["KETCH_CGROUP_PARENT"])
+        remove_cgroup_parent("ketch/bench-podman")
 
 
 if __name__ == "__main__":

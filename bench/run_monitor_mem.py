@@ -11,6 +11,7 @@ cost). Prints one table; removes everything it made.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -20,6 +21,17 @@ import time
 from pathlib import Path
 
 KETCH = str(Path(sys.executable).parent / "ketch")
+
+
+def remove_cgroup_parent(parent: str) -> None:
+    """rmdir the (now empty) cgroup parent the run used, in every hierarchy."""
+    base = Path("/sys/fs/cgroup")
+    for hier in [base, *base.iterdir()]:
+        top = hier / parent
+        if top.is_dir():
+            for dirpath, _d, _f in sorted(os.walk(top), key=lambda t: -len(t[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)
 
 
 def pss_kib(pid: int) -> int:
@@ -82,6 +94,7 @@ def main() -> None:
         for c in ids:
             subprocess.run([KETCH, "rm", "-f", c], env=env, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_cgroup_parent(env["KETCH_CGROUP_PARENT"])
 
 
 if __name__ == "__main__":
