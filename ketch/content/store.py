@@ -122,6 +122,31 @@ class ContentStore:
                     continue
         return out
 
+    def expire_ingests(self, max_age: float) -> int:
+        """Drop ingests untouched for `max_age` seconds whose writer is gone; bytes freed."""
+        import time
+
+        freed = 0
+        if not self.ingest.is_dir():
+            return 0
+        for d in self.ingest.iterdir():
+            try:
+                fd = os.open(d / "lock", os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # a live writer holds it
+                data = d / "data"
+                st = data.stat() if data.exists() else (d / "lock").stat()
+                if time.time() - st.st_mtime > max_age:
+                    freed += st.st_size if data.exists() else 0
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        return freed
+
     def abort_ingest(self, ref: str) -> None:
         shutil.rmtree(self.ingest / _ref_dir(ref), ignore_errors=True)
 

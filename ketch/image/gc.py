@@ -20,6 +20,8 @@ from ketch.oci import digest as _digest
 from ketch.oci import image_spec as spec
 from ketch.snapshot.base import remove_tree
 
+INGEST_MAX_AGE = 24 * 3600
+
 
 def _flock(store: ImageStore, mode: int):
     return store.lock(mode)
@@ -69,6 +71,9 @@ def collect(store: ImageStore) -> int:
             if dig not in blobs:
                 store.content.delete(dig)
                 freed += size
+        # A killed pull leaves its ingest for the next pull to resume; a day
+        # later nobody is coming back for it.
+        freed += store.content.expire_ingests(INGEST_MAX_AGE)
     return freed
 
 

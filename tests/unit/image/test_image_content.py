@@ -138,3 +138,24 @@ def test_verify_finds_corruption(tmp_path):
     assert "hashes to" in cs.verify(d)
     cs.delete(d)
     assert cs.verify(d) == "missing"
+
+
+def test_stale_ingests_expire_but_live_ones_stay(tmp_path):
+    cs = ContentStore(tmp_path)
+    with cs.writer("old", None) as w:
+        w.write(b"x" * 100)
+    old = cs.ingest / next(iter(os.listdir(cs.ingest)))
+    os.utime(old / "data", (0, 0))
+    live = cs.writer("live", None)
+    live.write(b"y")
+    live._file.flush()
+    os.utime(live.dir / "data", (0, 0))
+    try:
+        assert cs.expire_ingests(3600) == 100
+        assert [r for r, _ in cs.ingests()] == ["live"]   # its writer holds the lock
+    finally:
+        live.close()
+    with cs.writer("fresh", None) as w:
+        w.write(b"z")
+    # Its writer gone, the old "live" ingest goes too; the fresh one stays.
+    assert cs.expire_ingests(3600) == 1 and cs.ingests() == [("fresh", 1)]
