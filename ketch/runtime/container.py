@@ -59,10 +59,22 @@ def start(c: Container) -> None:
         _hooks.run_all(hooks, "poststart", c.oci_state(RUNNING))
 
 
+def _own_cgroup(c: Container):
+    """The container's cgroup manager, if the container made its cgroup itself.
+
+    Signalling "everything in the cgroup" is only safe then: a config may name
+    an existing cgroup (linux.cgroupsPath) that holds processes of others.
+    """
+    if not c.data.get("cgroup"):
+        return None
+    cg = c.cgroup()
+    return cg if any(d in cg.created for d in cg.paths.values()) else None
+
+
 def kill(c: Container, sig: int, all_procs: bool = False) -> None:
     c.need(CREATED, RUNNING, PAUSED, verb="kill")
-    if all_procs and c.data.get("cgroup"):
-        cg = c.cgroup()
+    cg = _own_cgroup(c) if all_procs else None
+    if cg is not None:
         for pid in cg.pids():
             _signal(pid, sig)
         if sig == 9 and c.status() == PAUSED:
@@ -87,7 +99,7 @@ def delete(c: Container, force: bool = False) -> None:
         _kill_all(c)
     if c.data.get("cgroup"):
         cg = c.cgroup()
-        if cg.pids():
+        if _own_cgroup(c) is not None and cg.pids():
             _kill_all(c)
         cg.destroy()
     c.remove()
@@ -98,8 +110,8 @@ def delete(c: Container, force: bool = False) -> None:
 
 
 def _kill_all(c: Container) -> None:
-    """SIGKILL init and everything in its cgroup; wait (bounded) until they are gone."""
-    cg = c.cgroup() if c.data.get("cgroup") else None
+    """SIGKILL init and everything in its own cgroup; wait (bounded) until they are gone."""
+    cg = _own_cgroup(c)
     if c.alive():
         _signal(c.pid, 9)
     if cg is not None:
@@ -125,7 +137,10 @@ def _reap_any() -> None:
 
 def pause(c: Container) -> None:
     c.need(RUNNING, CREATED, verb="pause")
-    c.cgroup().freeze()
+    cg = _own_cgroup(c)
+    if cg is None:
+        raise Conflict(f"cannot pause container {c.id!r}: its cgroup is shared with others")
+    cg.freeze()
 
 
 def resume(c: Container) -> None:
