@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,12 +59,17 @@ def make_layers(total_mb: int, n_layers: int = 4) -> list[dict]:
     return layers
 
 
-def timed(cmds: list[list[str]], env: dict) -> float:
+def timed(cmds: list[list[str]], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user+sys of the commands themselves)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     for cmd in cmds:
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def main() -> None:
@@ -83,34 +89,39 @@ def main() -> None:
         ref = f"{reg.host}/bench/pull:1"
         skopeo_push(work / "layout", "latest", ref)
         results: dict[str, list[float]] = {"ketch": [], "skopeo+umoci": []}
+        cpu: dict[str, list[float]] = {"ketch": [], "skopeo+umoci": []}
         for r in range(args.rounds):
             round_dir = work / f"round{r}"
             env = dict(os.environ, KETCH_ROOT=str(round_dir / "ketch-root"),
                        KETCH_RUNROOT=str(round_dir / "ketch-run"),
                        KETCH_CONFIG=str(round_dir / "ketch-config"))
-            results["ketch"].append(timed([[KETCH, "pull", "-q", ref]], env))
             oci = round_dir / "oci"
-            results["skopeo+umoci"].append(timed([
-                ["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}",
-                 f"oci:{oci}:t"],
-                ["umoci", "unpack", "--image", f"{oci}:t", str(round_dir / "bundle")]], env))
+            runs = {"ketch": [[KETCH, "pull", "-q", ref]],
+                    "skopeo+umoci": [
+                        ["skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                         f"docker://{ref}", f"oci:{oci}:t"],
+                        ["umoci", "unpack", "--image", f"{oci}:t", str(round_dir / "bundle")]]}
+            for name, cmds in runs.items():
+                wall, used = timed(cmds, env)
+                results[name].append(wall)
+                cpu[name].append(used)
             shutil.rmtree(round_dir)
         mb = compressed / 1e6
         rows = []
         for name, times in results.items():
             med = statistics.median(times)
-            rows.append((name, med, mb / med, times))
+            rows.append((name, med, mb / med, statistics.median(cpu[name]), times))
         base = rows[1][1]
         print(f"image: {len(manifest['layers'])} layers, {mb:.1f} MB compressed; "
               f"{args.rounds} rounds, median")
-        print("| tool | wall (s) | MB/s | speed-up vs skopeo+umoci | runs (s) |")
-        print("|---|---|---|---|---|")
-        for name, med, tput, times in rows:
-            print(f"| {name} | {med:.2f} | {tput:.1f} | {base / med:.2f}x | "
+        print("| tool | wall (s) | MB/s | vs skopeo+umoci | CPU user+sys (s) | runs (s) |")
+        print("|---|---|---|---|---|---|")
+        for name, med, tput, used, times in rows:
+            print(f"| {name} | {med:.2f} | {tput:.1f} | {base / med:.2f}x | {used:.2f} | "
                   f"{', '.join(f'{t:.2f}' for t in times)} |")
         if args.json:
             Path(args.json).write_text(json.dumps({"compressed_bytes": compressed,
-                                                   "results": results}, indent=1))
+                                                   "wall": results, "cpu": cpu}, indent=1))
     finally:
         reg.stop()
         shutil.rmtree(work, ignore_errors=True)
