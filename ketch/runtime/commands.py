@@ -41,7 +41,8 @@ def cmd_start(root: str, opts: dict, pos: list[str]) -> int:
 def cmd_run(root: str, opts: dict, pos: list[str]) -> int:
     from ketch.runtime import container, run
     from ketch.runtime.create import create
-    c, pid = create(root, pos[0], opts.get("bundle") or ".", **_create_opts(opts))
+    c, pid = create(root, pos[0], opts.get("bundle") or ".", **_create_opts(opts),
+                    own_console=not opts.get("detach"))
     if opts.get("detach"):
         container.start(c)
         return 0

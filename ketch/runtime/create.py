@@ -64,14 +64,19 @@ def validate(spec: dict, bundle: str) -> str:
 
 def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False,
-           preserve_fds: int = 0) -> tuple[Container, int]:
-    """Create the container; returns it and the pid of its init."""
+           preserve_fds: int = 0, own_console: bool = False) -> tuple[Container, int]:
+    """Create the container; returns it and the pid of its init.
+
+    `own_console` (foreground `run`): with process.terminal and no console
+    socket, receive the pty master ourselves; it is left in `c.console`.
+    """
     check_id(cid)
     bundle = os.path.abspath(bundle)
     spec = runtime_spec.load(os.path.join(bundle, "config.json"), fastjson.loads)
     rootfs = validate(spec, bundle)
-    if spec["process"].get("terminal") and not console_socket:
-        raise InvalidArgument("process.terminal: a terminal needs --console-socket")
+    if spec["process"].get("terminal") and not console_socket and not own_console:
+        raise InvalidArgument("process.terminal: a terminal needs --console-socket "
+                              "(or `run` in the foreground)")
     os.makedirs(root, 0o711, exist_ok=True)
     cdir = os.path.join(root, cid)
     try:
@@ -100,9 +105,15 @@ def _spawn(c: Container, spec: dict, console_socket: str | None, no_pivot: bool,
     from ketch.runtime.cgroups import manager_for
     linux = spec.get("linux") or {}
     keep = list(range(3, 3 + preserve))
-    console_fd = None
-    if console_socket and spec["process"].get("terminal"):
-        console_fd = _connect(console_socket)
+    console_fd = ours = None
+    if spec["process"].get("terminal"):
+        if console_socket:
+            console_fd = _connect(console_socket)
+        else:  # foreground run: our own end receives the master (see tty.py)
+            import _socket
+            a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+            ours, console_fd = a.detach(), b.detach()
+            undo.callback(os.close, ours)
         undo.callback(os.close, console_fd)
         keep.append(console_fd)
     from ketch._sys import proc as _proc
@@ -145,6 +156,9 @@ def _spawn(c: Container, spec: dict, console_socket: str | None, no_pivot: bool,
             _hooks.run_all(hooks.get("createRuntime"), "createRuntime", state)
             sync.send(sock, "hooks-done", state=state)
         elif kind == "ready":
+            if ours is not None:
+                from ketch.runtime import tty
+                c.console = tty.receive_master(ours)
             return pid
         elif kind == "error":
             raise KetchError(f"container init: {msg['msg']}", exit_code=1)

@@ -38,6 +38,10 @@ def wait_for(pid: int) -> int:
 
 def start_and_wait(c: Container, pid: int) -> int:
     container.start(c)
+    if c.console is not None:
+        from ketch.runtime import tty
+        tty.relay(c.console, lambda: not c.alive())
+        os.close(c.console)
     status = wait_for(pid)
     container.delete(c, force=True)
     return status

@@ -48,6 +48,7 @@ class Container:
         self.root = root
         self.id = cid
         self.data = data
+        self.console: int | None = None  # pty master, when `run` holds the terminal
 
     @property
     def dir(self) -> str:

@@ -165,3 +165,13 @@ def test_seccomp_rule_with_errno(runc, bundle):
     assert proc.returncode == 1
     assert proc.stdout.split() == ["Seccomp:", "2"]
     assert "Permission denied" in proc.stderr  # errnoRet 13 = EACCES, not the default EPERM
+
+
+def test_foreground_run_relays_its_own_terminal(runc, bundle):
+    bundle.process["terminal"] = True
+    bundle.process["args"] = ["sh", "-c", "tty; echo hi; exit 4"]
+    proc = runc.run(bundle, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stdout.replace("\r", "").split() == ["/dev/pts/0", "hi"]
+    detached = runc("run", "-d", "--bundle", str(bundle.path), "c2")
+    assert detached.returncode == 1 and "--console-socket" in detached.stderr
