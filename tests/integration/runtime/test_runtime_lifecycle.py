@@ -109,3 +109,20 @@ def test_malformed_json(runc, bundle):
     (bundle.path / "config.json").write_text("{")
     proc = runc("create", "--bundle", str(bundle.path), "bad")
     assert proc.returncode == 1 and "invalid JSON" in proc.stderr
+
+
+def test_no_pivot_update_and_detached_exec(runc, bundle, tmp_path):
+    bundle.process["args"] = ["sleep", "60"]
+    bundle.save()
+    runc("run", "-d", "--no-pivot", "--bundle", str(bundle.path), "c1", check=True)
+    try:
+        runc("update", "--memory", str(96 << 20), "--pids-limit", "50", "c1", check=True)
+        limits = runc("exec", "c1", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                      "/sys/fs/cgroup/pids/pids.max", check=True).stdout.split()
+        assert limits == [str(96 << 20), "50"]
+        pidfile = tmp_path / "exec.pid"
+        runc("exec", "-d", "--pid-file", str(pidfile), "c1", "sleep", "30", check=True)
+        assert int(pidfile.read_text()) in json.loads(runc("ps", "--format", "json", "c1").stdout)
+        assert runc("update", "--memory", "lots", "c1").returncode == 1
+    finally:
+        runc("delete", "--force", "c1", check=True)
