@@ -131,7 +131,9 @@ def active_networks(conn: sqlite3.Connection) -> list[dict]:
 
 def sync_rules(conn: sqlite3.Connection) -> None:
     """Re-render and load the nftables table from the database."""
-    nets = [{"bridge": n["bridge"], "subnet": n["subnet"], "internal": n["internal"]}
+    nets = [{"bridge": n["bridge"], "subnet": n["subnet"], "internal": n["internal"],
+             "masquerade": n["options"].get(
+                 "com.docker.network.bridge.enable_ip_masquerade", "true") != "false"}
             for n in active_networks(conn)]
     bindings = [b for sb in store.sandboxes(conn) for b in sb["ports"]]
     nft.apply(table_name(), nets, bindings)

@@ -89,7 +89,8 @@ def create(conn: sqlite3.Connection, name: str, *, driver: str = "bridge",
         gw = ipam.parse_address(gateway, "gateway") if gateway else ipam.default_gateway(sub)
         ipam.check_gateway(sub, gw)
         rng = ipam.parse_ip_range(ip_range, sub) if ip_range else None
-        row = {"id": net_id, "name": name, "driver": driver, "bridge": host.bridge_name(net_id),
+        bridge = _bridge_option(options or {}) or host.bridge_name(net_id)
+        row = {"id": net_id, "name": name, "driver": driver, "bridge": bridge,
                "subnet": str(sub), "gateway": str(gw), "ip_range": str(rng) if rng else None,
                "internal": int(internal), "labels": json.dumps(labels or {}),
                "options": json.dumps(options or {}), "created": _now()}
@@ -104,6 +105,18 @@ def create(conn: sqlite3.Connection, name: str, *, driver: str = "bridge",
             host.sync_rules(conn)
             raise
     return inspect(conn, net_id)
+
+
+def _bridge_option(options: dict) -> str | None:
+    """-o com.docker.network.bridge.name=NAME: a bridge name of the user's choosing."""
+    name = options.get("com.docker.network.bridge.name")
+    if not name:
+        return None
+    if len(name) > 15 or not all(c.isalnum() or c in "-_." for c in name):
+        raise InvalidArgument(f"invalid bridge name {name!r}: at most 15 of [a-zA-Z0-9_.-]")
+    if link.exists(name):
+        raise Conflict(f"bridge name {name!r} is already in use on the host")
+    return name
 
 
 def listing(conn: sqlite3.Connection) -> list[dict]:

@@ -50,7 +50,7 @@ def render(table: str, networks: list[dict], bindings: list[dict]) -> str:
         if n["internal"]:
             fwd.append(f"iifname {br} oifname != {br} drop")
             fwd.append(f"oifname {br} iifname != {br} drop")
-        else:
+        elif n.get("masquerade", True):
             post.append(f"ip saddr {n['subnet']} oifname != {br} masquerade")
         post.append(f"oifname {br} ip saddr 127.0.0.0/8 ct status dnat masquerade")
         # Hairpin: postrouting has no input interface, so match the source subnet.

@@ -120,7 +120,12 @@ def test_several_networks_and_refusals(conn, boxes):
     tid = os.environ["KETCH_TEST_ID"][:6]
     n1 = networks.create(conn, f"front{tid}", subnet="10.214.0.0/24",
                          options={"com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"})
-    n2 = networks.create(conn, f"back{tid}", subnet="10.214.1.0/24", ip_range="10.214.1.128/25")
+    named = host.bridge_prefix() + "named"
+    n2 = networks.create(conn, f"back{tid}", subnet="10.214.1.0/24", ip_range="10.214.1.128/25",
+                         options={"com.docker.network.bridge.name": named})
+    assert link.exists(named)
+    with pytest.raises(Conflict, match="already in use"):
+        networks.create(conn, f"x{tid}", options={"com.docker.network.bridge.name": named})
     with pytest.raises(Conflict, match=f"10.214.0.0/16 overlaps 10.214.0.0/24 .*front{tid}"):
         networks.create(conn, f"x{tid}", subnet="10.214.0.0/16")
     with pytest.raises(InvalidArgument, match="'10.214.9.1/24'"):

@@ -36,6 +36,11 @@ def test_ruleset_publishes_masquerades_and_isolates():
     assert 'iifname "kb-a" oifname { "kb-b" } drop' in text
 
 
+def test_masquerade_can_be_turned_off_per_network():
+    nets = [dict(NETS[0], masquerade=False)]
+    assert "10.1.0.0/16 oifname !=" not in nft.render("ketch", nets, [])
+
+
 def test_resolv_conf_default_bridge_drops_loopback_servers():
     host = {"nameservers": ["127.0.0.53"], "search": ["example.org"], "options": ["edns0"]}
     text = files.resolv_conf(False, host=host)
