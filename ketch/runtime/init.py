@@ -125,7 +125,7 @@ def _init(boot: dict, sock: int) -> None:
         fs.readonly_paths(sysl, linux.get("readonlyPaths") or [])
         if (spec.get("root") or {}).get("readonly"):
             fs.readonly_root(sysl)
-    # 10-15: rlimits, oom score, the program, fds, seccomp, user, caps.
+    # 8-13 (in _prepare_process): rlimits, oom score, the program, fds, seccomp, user, caps.
     argv0, env = _prepare_process(proc, linux, boot["caps"], boot.get("preserve_fds", 0))
     # 14. Ready: the parent records our state and exits; we block until `start`.
     sync.send(sock, "ready")
