@@ -12,6 +12,14 @@
 
 from __future__ import annotations
 
+import sys
+
+# httpx's package __init__ imports its own command-line tool (httpx._main:
+# click, rich, pygments) whenever those are installed, which costs more than
+# httpx itself; ketch never runs that tool. A None entry makes that import
+# fail, and httpx then defines a stub instead.
+sys.modules.setdefault("httpx._main", None)
+
 #: Where Docker Hub's API lives (references say docker.io).
 DOCKER_HUB_API = "registry-1.docker.io"
 
