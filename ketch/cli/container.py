@@ -100,10 +100,13 @@ def _run_attached(conn, c) -> int:
             signal.signal(s, forward)
     bundle = str(lifecycle.bundle_dir(c.id))
     try:
-        attach.pump(sock, stdin=c.options.interactive, tty=c.options.tty,
-                    on_resize=lambda r, col: monitor.resize(c.id, bundle, r, col))
+        detached = attach.pump(sock, stdin=c.options.interactive, tty=c.options.tty,
+                               on_resize=lambda r, col: monitor.resize(c.id, bundle, r, col))
     finally:
         sock.close()
+    if detached:   # the monitor's exit command cleans up when it ends
+        os.close(lock)
+        return 0
     code = lifecycle.cleanup(conn, c.id, foreground=True)
     os.close(lock)
     return 0 if code is None else code
@@ -333,12 +336,11 @@ def _inspect_one(name: str, kind: str) -> dict:
                 raise
     if kind in ("", "image"):
         try:
-            from ketch.cli import image as image_cli
-            if hasattr(image_cli, "inspect_document"):
-                return image_cli.inspect_document(name)
-        except (ImportError, NotFound):
+            from ketch.engine import images
+            return images.inspect(_conn(), name)
+        except NotFound:
             if kind:
-                raise NotFound(name) from None
+                raise
     if kind in ("", "volume"):
         from ketch.engine import volumes
         return volumes.get(volumes.connect(), name)

@@ -76,21 +76,37 @@ def exec_(detach, interactive, tty, env, user, workdir, privileged, container, c
 def attach(no_stdin, sig_proxy, container):
     """Attach local standard input, output, and error streams to a running container."""
     from ketch.engine import attach as engine_attach
-    from ketch.engine import containers, lifecycle, monitor
+    from ketch.engine import lifecycle, monitor
     conn, c = _get(container)
     if c.status != "running":
         raise Conflict("You cannot attach to a stopped container, start it first")
     sock = monitor.attach_socket(c.id)
     bundle = str(lifecycle.bundle_dir(c.id))
     try:
-        engine_attach.pump(sock, stdin=c.options.interactive and not no_stdin,
-                           tty=c.options.tty,
-                           on_resize=lambda r, col: monitor.resize(c.id, bundle, r, col))
+        detached = engine_attach.pump(
+            sock, stdin=c.options.interactive and not no_stdin, tty=c.options.tty,
+            on_resize=lambda r, col: monitor.resize(c.id, bundle, r, col))
     finally:
         sock.close()
-    lifecycle.wait_exit(c, timeout=2)
-    cur = containers.get(conn, c.id)
-    sys.exit(cur.exit_code if cur and cur.status == "exited" else 0)
+    if detached:
+        return
+    sys.exit(_exit_code_after(conn, c))
+
+
+def _exit_code_after(conn, c) -> int:
+    """The exit code, from conmon's exit file or, once cleaned up, from the row."""
+    import time
+
+    from ketch.engine import containers, monitor
+    for _ in range(200):
+        code = monitor.read_exit_code(c.id)
+        if code is not None:
+            return code
+        cur = containers.get(conn, c.id)
+        if cur is None or cur.status in ("exited", "restarting"):
+            return cur.exit_code if cur else 0
+        time.sleep(0.05)
+    return 0
 
 
 def _runtime_verb(refs, verb: str, want: str, new: str, msg: str) -> None:

@@ -34,8 +34,9 @@ def raw_terminal(fd: int, enabled: bool):
 
 
 def pump(sock: socket.socket, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x11",
-         on_resize=None) -> None:
-    """Copy until the container closes its output (it exited) or detach keys are typed."""
+         on_resize=None) -> bool:
+    """Copy until the container closes its output (it exited): False; or until the
+    detach keys (ctrl-p ctrl-q) are typed on a tty: True, the container runs on."""
     out, err = sys.stdout.buffer, sys.stderr.buffer
     fds = [sock.fileno()]
     in_fd = sys.stdin.fileno() if stdin else -1
@@ -55,19 +56,20 @@ def pump(sock: socket.socket, *, stdin: bool, tty: bool, detach_keys: bytes = b"
             if sock.fileno() in ready:
                 msg = sock.recv(65536)
                 if not msg:
-                    break
+                    return False
                 stream = out if msg[0] != STDERR or tty else err
                 stream.write(msg[1:])
                 stream.flush()
             if in_fd in ready:
                 data = os.read(in_fd, 8192)
                 if not data:
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_WR)
+                    if not tty:   # a pipe's EOF closes the container's stdin
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_WR)
                     fds.remove(in_fd)
                     continue
                 if tty:
                     pending = (pending + data)[-len(detach_keys):]
                     if pending == detach_keys:
-                        return
+                        return True
                 sock.sendall(data)

@@ -94,6 +94,10 @@ def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: 
         argv.append("-t")
     if stdin:
         argv.append("-i")
+        if tty:
+            # A tty client leaves by detaching (ctrl-p ctrl-q), which must not end the
+            # container's stdin; a pipe's EOF must (Docker's StdinOnce).
+            argv.append("--leave-stdin-open")
     r, w = os.pipe()
     try:
         env = dict(os.environ, _OCI_SYNCPIPE=str(w))

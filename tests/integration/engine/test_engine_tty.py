@@ -1,0 +1,56 @@
+"""A terminal: `run -it`, detach with ctrl-p ctrl-q, `attach` again, the exit code comes back."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import time
+
+
+def _read_until(fd: int, needle: bytes, timeout: float = 60) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while needle not in buf:
+        left = deadline - time.monotonic()
+        assert left > 0, f"never saw {needle!r}; got {buf[-300:]!r}"
+        if select.select([fd], [], [], left)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    return buf
+
+
+def _on_pty(ketch, *args: str) -> tuple[subprocess.Popen, int]:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([ketch.bin, *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=ketch.env, start_new_session=True)
+    os.close(slave)
+    return proc, master
+
+
+def test_run_it_detach_and_attach(ketch, busybox):
+    proc, fd = _on_pty(ketch, "run", "-it", "--name", "tty", "--network", "none", busybox, "sh")
+    try:
+        _read_until(fd, b"# ")
+        os.write(fd, b"tty\r")
+        assert b"/dev/pts/" in _read_until(fd, b"/dev/pts/")
+        os.write(fd, b"\x10\x11")                 # ctrl-p ctrl-q: detach
+        assert proc.wait(timeout=60) == 0
+        os.close(fd)
+        assert ketch("inspect", "-f", "{{.State.Status}}", "tty").stdout.strip() == "running"
+        proc, fd = _on_pty(ketch, "attach", "tty")
+        time.sleep(0.5)   # let attach connect before typing (typed input is not replayed)
+        os.write(fd, b"exit 5\r")
+        assert proc.wait(timeout=60) == 5
+        os.close(fd)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        ketch("rm", "-f", "tty")
