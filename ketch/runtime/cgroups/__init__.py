@@ -8,8 +8,9 @@ stats, and removes what it created.
 
     manager_for(path, id)   cgroupsPath -> manager: "" -> <cgroup_parent>/<id>,
                             "/a/b" and "a/b" both -> a/b under each hierarchy root
-    create()                mkdir everywhere (cpuset v1: cpus/mems filled in;
-                            v2: controllers enabled in the parents' subtree_control)
+    create(devices)         mkdir everywhere (cpuset v1: cpus/mems filled in;
+                            v2: controllers enabled in the parents' subtree_control;
+                            devices: deny all but the default devices and linux.devices)
     add(pid)                pid into every hierarchy (hybrid: v1 dirs and unified)
     set(resources)          runtime-spec linux.resources (v1.py / v2.py)
     freeze/thaw/frozen      v1 freezer.state, else v2 cgroup.freeze
@@ -69,6 +70,7 @@ class CgroupManager:
         self.paths = paths
         self.created = list(created or [])
         self.mounts = mounts or {k: d[: -len(path) - 1] for k, d in paths.items()}
+        self.linux_devices: list[dict] = []   # linux.devices, allowed whatever the rules say
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -76,7 +78,14 @@ class CgroupManager:
         """Distinct leaf directories (co-mounted controllers share one)."""
         return list(dict.fromkeys(self.paths.values()))
 
-    def create(self) -> None:
+    def create(self, devices: list | None = None) -> None:
+        """mkdir everywhere; a device cgroup made here starts at runc's default policy.
+
+        `devices` is linux.devices: the nodes it makes stay usable (they are
+        allowed after any linux.resources.devices rules, now and on set()).
+        """
+        self.linux_devices = [{k: d.get(k) for k in ("type", "major", "minor")}
+                              for d in devices or [] if isinstance(d, dict)]
         try:
             for mount in dict.fromkeys(self.mounts.values()):
                 self._mkdirs(mount)
@@ -84,12 +93,26 @@ class CgroupManager:
                 self._fill_cpuset(self.mounts["cpuset"])
             if self.mode == "v2":
                 self._enable_controllers(self.mounts[UNIFIED])
+            self._default_devices()
         except BaseException:
             try:
                 self.destroy()
             except FailedPrecondition:
                 pass  # keep the original error: it says why create failed
             raise
+
+    def _default_devices(self) -> None:
+        """Deny every device but the defaults and linux.devices, in a cgroup we made.
+
+        A pre-existing cgroup (joined, not made) keeps its policy.
+        """
+        from ketch.runtime.cgroups import devices
+
+        extra = devices.from_linux_devices(self.linux_devices)
+        if self.mode != "v2" and self.paths.get("devices") in self.created:
+            devices.apply_v1(self.paths["devices"], devices.DENY_ALL, extra)
+        elif self.mode == "v2" and self.paths[UNIFIED] in self.created:
+            devices.apply_v2(self.paths[UNIFIED], devices.DENY_ALL, extra)
 
     def _mkdirs(self, mount: str) -> None:
         current = mount
@@ -188,11 +211,11 @@ class CgroupManager:
         if self.mode == "v2":
             from ketch.runtime.cgroups import v2
 
-            v2.apply(self.paths[UNIFIED], resources)
+            v2.apply(self.paths[UNIFIED], resources, self.linux_devices)
         else:
             from ketch.runtime.cgroups import v1
 
-            v1.apply(self.paths, resources)
+            v1.apply(self.paths, resources, self.linux_devices)
 
     def stats(self) -> dict:
         if self.mode == "v2":
@@ -245,11 +268,14 @@ class CgroupManager:
 
     def to_state(self) -> dict:
         return {"mode": self.mode, "path": self.path, "paths": dict(self.paths),
-                "created": list(self.created), "mounts": dict(self.mounts)}
+                "created": list(self.created), "mounts": dict(self.mounts),
+                "linux_devices": self.linux_devices}
 
     @classmethod
     def from_state(cls, d: dict) -> CgroupManager:
-        return cls(d["mode"], d["path"], d["paths"], d.get("created"), d.get("mounts"))
+        m = cls(d["mode"], d["path"], d["paths"], d.get("created"), d.get("mounts"))
+        m.linux_devices = list(d.get("linux_devices") or [])
+        return m
 
 
 def _remove_tree(top: str, deadline: float) -> None:

@@ -3,10 +3,12 @@
 Rules are applied in spec order and the last matching rule wins, as the
 runtime-spec requires. When the rules end up denying by default, the devices
 every container gets anyway (runtime-spec "default devices": null, zero,
-full, random, urandom, tty, console, ptmx, pts/*, plus mknod of anything) are
-allowed AFTER the spec's rules, so `devices.list` starts with the spec's own
-entries in their order (runc puts its defaults elsewhere and reorders, which
-is why it fails the conformance test for `c 10:229 rwm`).
+full, random, urandom, tty, console, ptmx, pts/*, plus mknod of anything)
+and the nodes of linux.devices are allowed AFTER the spec's rules, so
+`devices.list` starts with the spec's own entries in their order (runc puts
+its defaults elsewhere and reorders, which is why it fails the conformance
+test for `c 10:229 rwm`). A new cgroup starts from deny-all plus those
+(runc's default too), so a config without device rules gets no host device.
 
 v1: each rule is one write to devices.allow or devices.deny.
 v2: there are no device files; a BPF_PROG_TYPE_CGROUP_DEVICE program that
@@ -97,8 +99,25 @@ def parse(devices: list, field: str = "linux.resources.devices") -> list[Rule]:
     return rules
 
 
-def effective(rules: list[Rule]) -> list[Rule]:
-    """The rules to apply, defaults appended when the outcome is deny-by-default."""
+def from_linux_devices(devices: list | None) -> list[Rule]:
+    """Allow rules for the nodes linux.devices creates (runc allows them too).
+
+    'u' (unbuffered char) is a char device to the cgroup; fifos ('p') are not
+    checked by the device cgroup at all.
+    """
+    out = []
+    for d in devices or []:
+        if not isinstance(d, dict) or d.get("type") not in ("c", "b", "u"):
+            continue
+        major, minor = d.get("major"), d.get("minor")
+        if isinstance(major, int) and isinstance(minor, int):
+            out.append(Rule(True, "b" if d["type"] == "b" else "c", major, minor, "rwm"))
+    return out
+
+
+def effective(rules: list[Rule], extra: list[Rule] = ()) -> list[Rule]:
+    """The rules to apply: when they deny by default, the default devices and
+    `extra` (linux.devices) are allowed after them."""
     default_allow = True
     for r in rules:
         if r.is_everything():
@@ -107,11 +126,15 @@ def effective(rules: list[Rule]) -> list[Rule]:
         return list(rules)
     # A device the spec names itself keeps the spec's verdict.
     named = {(r.type, r.major, r.minor) for r in rules}
-    return list(rules) + [d for d in DEFAULT_ALLOWED if (d.type, d.major, d.minor) not in named]
+    return list(rules) + [d for d in [*DEFAULT_ALLOWED, *extra]
+                          if (d.type, d.major, d.minor) not in named]
 
 
-def apply_v1(directory: str, rules: list[Rule]) -> None:
-    for r in effective(rules):
+DENY_ALL = [Rule(False)]
+
+
+def apply_v1(directory: str, rules: list[Rule], extra: list[Rule] = ()) -> None:
+    for r in effective(rules, extra):
         name = "devices.allow" if r.allow else "devices.deny"
         if r.type == "a" and not r.is_everything():
             # The kernel reads any 'a' line as "everything": split it instead.
@@ -171,9 +194,9 @@ def _rule_block(r: Rule) -> list[bytes]:
     return out
 
 
-def program(rules: list[Rule]) -> bytes:
+def program(rules: list[Rule], extra: list[Rule] = ()) -> bytes:
     """The device filter for `rules` (last match wins, so they are tested in reverse)."""
-    rules = effective(rules)
+    rules = effective(rules, extra)
     default_allow = True
     start = 0
     for i, r in enumerate(rules):
@@ -193,11 +216,11 @@ def program(rules: list[Rule]) -> bytes:
     return b"".join(code)
 
 
-def apply_v2(directory: str, rules: list[Rule]) -> None:
+def apply_v2(directory: str, rules: list[Rule], extra: list[Rule] = ()) -> None:
     """Load the filter, attach it to the cgroup, then detach the ones it replaces."""
     from ketch._sys import bpf
 
-    code = program(rules)
+    code = program(rules, extra)
     try:
         dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:

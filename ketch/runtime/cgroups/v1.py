@@ -33,7 +33,7 @@ def _dir(paths: dict[str, str], ctrl: str, field: str) -> str:
     return paths[ctrl]
 
 
-def apply(paths: dict[str, str], r: dict) -> None:
+def apply(paths: dict[str, str], r: dict, extra_devices: list | None = None) -> None:
     if r.get("memory"):
         _memory(paths, r["memory"])
     if r.get("cpu"):
@@ -54,7 +54,8 @@ def apply(paths: dict[str, str], r: dict) -> None:
         raise FailedPrecondition(f"{F}.rdma: the rdma cgroup controller is not supported by ketch-runc")
     if r.get("devices") is not None:
         rules = devices.parse(r["devices"])
-        devices.apply_v1(_dir(paths, "devices", f"{F}.devices"), rules)
+        devices.apply_v1(_dir(paths, "devices", f"{F}.devices"), rules,
+                         devices.from_linux_devices(extra_devices))
     if r.get("unified"):
         _unified(paths, r["unified"])
 

@@ -45,7 +45,7 @@ def swap_max(limit: int, swap: int) -> int | str:
     return swap - limit
 
 
-def apply(directory: str, r: dict) -> None:
+def apply(directory: str, r: dict, extra_devices: list | None = None) -> None:
     d = directory
     m = r.get("memory") or {}
     if m.get("limit"):
@@ -95,7 +95,7 @@ def apply(directory: str, r: dict) -> None:
             raise InvalidArgument(f"{F}.unified: bad file name {name!r}")
         fs.write(d, name, value, f"{F}.unified[{name!r}]")
     if r.get("devices") is not None:
-        devices.apply_v2(d, devices.parse(r["devices"]))
+        devices.apply_v2(d, devices.parse(r["devices"]), devices.from_linux_devices(extra_devices))
 
 
 def _io(d: str, b: dict) -> None:

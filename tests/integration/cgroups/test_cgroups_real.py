@@ -195,3 +195,17 @@ def test_blkio_weight_maps_to_the_scheduler_that_exists(ketch_env):
                 m.set({"blockIO": {"leafWeight": 300}})
     finally:
         m.destroy()
+
+
+@pytest.mark.skipif("devices" not in LAYOUT.mounts, reason="no v1 devices controller")
+def test_new_cgroup_denies_devices_by_default(ketch_env):
+    m = manager_for(None, "dflt")
+    m.create(devices=[{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}])
+    try:
+        listing = fs.read(m.paths["devices"], "devices.list").splitlines()
+        assert "a *:* rwm" not in listing
+        assert {"c 1:3 rwm", "c 136:* rwm", "c 10:229 rwm"} <= set(listing)
+        assert _probe_in(m, "/dev/kmsg") == os.strerror(1)
+        assert _probe_in(m, "/dev/null") == "ok"
+    finally:
+        m.destroy()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ketch.runtime.cgroups import fs
+from ketch.runtime.cgroups import devices, fs
 from ketch.runtime.cgroups.layout import Layout
 
 V1_FILES = {
@@ -123,7 +123,15 @@ def hybridtree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTree:
 
 @pytest.fixture
 def v2tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTree:
-    return _tree(tmp_path, monkeypatch, "v2")
+    """A v2 tree; the eBPF device filter (a kernel boundary) is recorded, not loaded."""
+    tree = _tree(tmp_path, monkeypatch, "v2")
+    tree.filters = []
+
+    def apply_v2(directory, rules, extra=()):
+        tree.filters.append((directory, devices.program(rules, extra)))
+
+    monkeypatch.setattr(devices, "apply_v2", apply_v2)
+    return tree
 
 
 @pytest.fixture

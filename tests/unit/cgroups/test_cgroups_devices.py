@@ -7,6 +7,7 @@ integration test does that).
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -65,6 +66,7 @@ def test_parse_defaults_and_errors():
 def test_v1_spec_entries_first_in_order_then_defaults(v1tree, writes):
     m = manager_for("c1", "c1", layout=v1tree.layout)
     m.create()
+    writes.clear()
     spec = [DENY_ALL,
             {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
             {"allow": True, "type": "b", "major": 8, "minor": 20, "access": "rw"},
@@ -81,6 +83,7 @@ def test_v1_spec_entries_first_in_order_then_defaults(v1tree, writes):
 def test_v1_allow_all_gets_no_defaults(v1tree, writes):
     m = manager_for("c1", "c1", layout=v1tree.layout)
     m.create()
+    writes.clear()
     m.set({"devices": [{"allow": True, "access": "rwm"}, {"allow": False, "type": "c", "major": 1, "minor": 3}]})
     assert [(w[0], w[1]) for w in writes if w[0].startswith("devices.")] == [
         ("devices.allow", "a"), ("devices.deny", "c 1:3 rwm")]
@@ -90,6 +93,7 @@ def test_v1_allow_all_gets_no_defaults(v1tree, writes):
 def test_v1_partial_all_rule_is_split(v1tree, writes):
     m = manager_for("c1", "c1", layout=v1tree.layout)
     m.create()
+    writes.clear()
     m.set({"devices": [{"allow": False, "type": "a", "major": 7, "access": "w"}]})
     assert [w[1] for w in writes if w[0] == "devices.deny"] == ["c 7:* w", "b 7:* w"]
 
@@ -140,3 +144,36 @@ def test_insn_encoding():
     assert devices.insn(devices.LDX_W, 2, 1, 4) == bytes([0x61, 0x12, 4, 0, 0, 0, 0, 0])
     # and32 r6, 0xfffffff8 is stored as the signed -8
     assert devices.insn(devices.AND32_K, 6, 0, 0, 0xFFFFFFF8)[4:] == struct.pack("<i", -8)
+
+
+def test_new_cgroup_starts_deny_all_with_defaults_and_linux_devices(v1tree, writes):
+    m = manager_for("c1", "c1", layout=v1tree.layout)
+    m.create(devices=[{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229},
+                      {"path": "/dev/fifo", "type": "p"}])
+    lines = [(w[0], w[1]) for w in writes if w[0].startswith("devices.")]
+    assert lines[0] == ("devices.deny", "a")
+    assert ("devices.allow", "c 1:3 rwm") in lines
+    assert lines[-1] == ("devices.allow", "c 10:229 rwm")  # linux.devices stay usable
+    writes.clear()
+    # set() keeps them allowed after the spec's own rules, also from saved state.
+    again = type(m).from_state(m.to_state())
+    again.set({"devices": [DENY_ALL, {"allow": True, "type": "b", "major": 8, "minor": 0, "access": "r"}]})
+    lines = [(w[0], w[1]) for w in writes if w[0].startswith("devices.")]
+    assert lines[:2] == [("devices.deny", "a"), ("devices.allow", "b 8:0 r")]
+    assert lines[-1] == ("devices.allow", "c 10:229 rwm")
+
+
+def test_joined_cgroup_keeps_its_device_policy(v1tree, writes):
+    leaf = os.path.join(v1tree.layout.mounts["devices"], "shared")
+    os.mkdir(leaf)
+    manager_for("shared", "x", layout=v1tree.layout).create()
+    assert not [w for w in writes if w[0].startswith("devices.") and w[2] == leaf]
+
+
+def test_v2_create_attaches_the_default_filter(v2tree):
+    m = manager_for("c1", "c1", layout=v2tree.layout)
+    m.create(devices=[{"type": "c", "major": 10, "minor": 229}])
+    (directory, code), = v2tree.filters
+    assert directory == m.paths["unified"]
+    assert run(code, CHAR, 10, 229, R | W) == 1 and run(code, CHAR, 1, 3, R) == 1
+    assert run(code, BLOCK, 8, 0, R) == 0
