@@ -16,6 +16,7 @@ What the rules do (and why):
                      DNATed traffic that came from 127.0.0.0/8 (the source
                      is not routable on the bridge) or from the same bridge
                      (hairpin: else the reply would bypass the host).
+  guard              nothing arriving from a bridge may be addressed to 127/8.
   forward            internal networks reach nothing outside their bridge;
                      different ketch networks cannot reach each other
                      except through a published port.
@@ -60,7 +61,13 @@ def render(table: str, networks: list[dict], bindings: list[dict]) -> str:
         others = [_q(o) for o in bridges if o != br]
         if others:
             fwd.append(f"iifname {_q(br)} oifname {{ {', '.join(others)} }} drop")
+    # route_localnet lets the kernel route 127/8 on our bridges; without this a
+    # container able to craft packets to 127.0.0.1 would reach the host's
+    # loopback services (CVE-2020-8558). Replies to DNATed host connections
+    # are addressed to the gateway on the wire, so they pass.
+    guard = [f"iifname {{ {', '.join(_q(b) for b in bridges)} }} ip daddr 127.0.0.0/8 drop"]
     lines = [f"table ip {table} {{}}", f"delete table ip {table}", f"table ip {table} {{"]
+    lines += _chain("guard", "type filter hook prerouting priority raw; policy accept;", guard)
     lines += _chain("publish", None, publish)
     lines += _chain("prerouting", "type nat hook prerouting priority dstnat; policy accept;",
                     ["fib daddr type local jump publish"])

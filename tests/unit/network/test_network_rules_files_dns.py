@@ -36,6 +36,12 @@ def test_ruleset_publishes_masquerades_and_isolates():
     assert 'iifname "kb-a" oifname { "kb-b" } drop' in text
 
 
+def test_loopback_addresses_cannot_come_from_a_bridge():
+    text = nft.render("ketch", NETS, BIND)
+    assert "type filter hook prerouting priority raw" in text
+    assert 'iifname { "kb-a", "kb-b" } ip daddr 127.0.0.0/8 drop' in text
+
+
 def test_masquerade_can_be_turned_off_per_network():
     nets = [dict(NETS[0], masquerade=False)]
     assert "10.1.0.0/16 oifname !=" not in nft.render("ketch", nets, [])
