@@ -60,6 +60,16 @@ FLAGS = [
     click.option("--shm-size", default=None, help="Size of /dev/shm (default 64m)."),
     click.option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences."),
     click.option("--network", "--net", "network", default="", help="Network (none|host|NAME)."),
+    click.option("-p", "--publish", **_MULTI, help="Publish a container's port(s) to the host."),
+    click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports."),
+    click.option("--expose", **_MULTI, help="Expose a port or a range of ports."),
+    click.option("--dns", **_MULTI, help="Set custom DNS servers."),
+    click.option("--dns-search", **_MULTI, help="Set custom DNS search domains."),
+    click.option("--dns-option", **_MULTI, help="Set DNS options."),
+    click.option("--add-host", **_MULTI, help="Add a custom host-to-IP mapping (host:ip)."),
+    click.option("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)."),
+    click.option("--mac-address", default="", help="Container MAC address."),
+    click.option("--network-alias", **_MULTI, help="Add network-scoped alias."),
     click.option("--runtime", default="", help="Runtime (runc, vm, or a path)."),
     click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing",
                  help="Pull image before running."),
@@ -107,6 +117,15 @@ def _health(kw: dict) -> dict | None:
     if kw["health_retries"] is not None:
         h["Retries"] = kw["health_retries"]
     return h
+
+
+def _net_opts(kw: dict) -> dict:
+    pairs = {"ports": list(kw["publish"]), "publish_all": kw["publish_all"],
+             "exposed": [e if "/" in e else e + "/tcp" for e in kw["expose"]],
+             "dns": list(kw["dns"]), "dns_search": list(kw["dns_search"]),
+             "dns_options": list(kw["dns_option"]), "extra_hosts": list(kw["add_host"]),
+             "ip": kw["ip"], "mac": kw["mac_address"], "aliases": list(kw["network_alias"])}
+    return {k: v for k, v in pairs.items() if v}
 
 
 def to_options(kw: dict) -> o.CreateOptions:
@@ -171,6 +190,11 @@ def to_options(kw: dict) -> o.CreateOptions:
         opts.log_opts[k] = v
     if "max-size" in opts.log_opts:
         o.parse_bytes(opts.log_opts["max-size"], "--log-opt max-size")
+    opts.net_opts = _net_opts(kw)
+    if opts.net_opts and opts.network in ("none", "host") and (
+            opts.net_opts.get("ports") or opts.net_opts.get("publish_all")):
+        raise InvalidArgument(f"published ports are discarded when using {opts.network} "
+                              "network mode; leave out -p/-P")
     if kw["platform"] and kw["platform"] not in ("linux/amd64", "linux/x86_64", "amd64"):
         raise InvalidArgument(f"image platform {kw['platform']!r} does not match the host "
                               "platform linux/amd64")

@@ -251,6 +251,36 @@ def _ps_filter(c, filters: list[str]) -> bool:
     return True
 
 
+def _ports_of(conn, items) -> dict[str, str]:
+    """Docker's PORTS text ("0.0.0.0:8080->80/tcp") of running bridged containers."""
+    wanted = [c for c in items if c.running and c.options.network not in ("none", "host")]
+    if not wanted:
+        return {}   # spare `ps` the networking imports
+    try:
+        from ketch.engine import networks
+    except ImportError:
+        return {}
+    out = {}
+    for c in wanted:
+        try:
+            mapping = networks.ports(conn, c.id)
+        except Exception:  # noqa: BLE001 - a listing never fails on one container
+            continue
+        out[c.id] = ", ".join(f"{b.get('HostIp') or '0.0.0.0'}:{b.get('HostPort')}->{key}"
+                              for key, binds in sorted(mapping.items()) for b in binds or [])
+    return out
+
+
+def _sizes(conn) -> dict[str, str]:
+    from ketch.engine import images
+    from ketch.engine.humanize import human_size
+    try:
+        du = images.disk_usage(conn)
+    except Exception:  # noqa: BLE001
+        return {}
+    return {x.get("Id", ""): human_size(x.get("SizeRw", 0)) for x in du.get("Containers", [])}
+
+
 @click.command(context_settings=CTX)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
@@ -277,8 +307,13 @@ def ps(all_, quiet, latest, last, size, no_trunc, filters, fmt):
         click.echo("".join((c.id if no_trunc else c.id[:12]) + "\n" for c in items), nl=False)
         return
     rows = []
+    ports = _ports_of(conn, items)
+    sizes = _sizes(conn) if size else {}
     for c in items:
         row = views.ps_row(c)
+        row["Ports"] = ports.get(c.id, "")
+        if size:
+            row["Size"] = sizes.get(c.id, "0B")
         if no_trunc:
             row["ID"] = c.id
         else:

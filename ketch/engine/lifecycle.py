@@ -204,9 +204,19 @@ def _attach_network(conn, c: Container, mode, pid: int, hostname: str) -> None:
     from ketch.engine import networks
     b = bundle_dir(c.id)
     networks.attach(conn, c.id, c.options.network or "bridge", f"/proc/{pid}/ns/net",
-                    {"name": c.name, "hostname": hostname, "hosts_path": str(b / "hosts"),
+                    {**_net_opts(c), "name": c.name, "hostname": hostname,
+                     "hosts_path": str(b / "hosts"),
                      "resolv_conf_path": str(b / "resolv.conf"),
                      "hostname_path": str(b / "hostname")})
+
+
+def _net_opts(c: Container) -> dict:
+    """The -p/--dns/... options, plus the image's EXPOSE ports for -P."""
+    opts = dict(c.options.net_opts)
+    exposed = list(spec.image_section(c.image_config).get("ExposedPorts") or {})
+    if exposed or opts.get("exposed"):
+        opts["exposed"] = sorted(set(exposed) | set(opts.get("exposed", [])))
+    return opts
 
 
 def _force_delete(c: Container) -> None:

@@ -75,6 +75,9 @@ class CreateOptions:
     shm_size: int = 64 << 20
     oom_score_adj: int = 0
     network: str = ""
+    # Passed to networks.attach: ports, publish_all, exposed, dns, dns_search,
+    # dns_options, extra_hosts, ip, mac, aliases (see ketch/engine/networks.py).
+    net_opts: dict = field(default_factory=dict)
     runtime: str = ""
     log_driver: str = "json-file"
     log_opts: dict[str, str] = field(default_factory=dict)
