@@ -111,7 +111,8 @@ def create(root: Path, cid: str, bundle: Path, pid_file: Path | None = None,
     return shim
 
 
-def _launch(d: Path, cid: str, kernel, plan: spec.Plan, stdio) -> subprocess.Popen:
+def _prepare(d: Path, kernel, plan: spec.Plan) -> dict:
+    """Everything the shim needs, decided and written before anything boots."""
     accel_name = accel.choose(kernel)
     image = rootfs.image_for(plan.rootfs, plan.annotations)
     lines, files = _guest_config(kernel, plan)
@@ -119,9 +120,23 @@ def _launch(d: Path, cid: str, kernel, plan: spec.Plan, stdio) -> subprocess.Pop
     launch = {"vmlinux": str(kernel.vmlinux), "initrd": str(initrd), "accel": accel_name,
               "cpus": plan.cpus, "memory_mib": plan.memory_mib, "root_image": str(image),
               "shares": [(str(s), dest, ro) for s, dest, ro in plan.shares],
-              "hostfwd": plan.hostfwd, "netns": plan.netns, "balloon": _balloon(), "deadline": boot_deadline(accel_name),
-              "process": plan.process.__dict__}
+              "hostfwd": plan.hostfwd, "netns": plan.netns, "balloon": _balloon(),
+              "deadline": boot_deadline(accel_name), "process": plan.process.__dict__}
     (d / "launch.json").write_text(json.dumps(launch))
+    return launch
+
+
+def _write_state(d: Path, cid: str, plan: spec.Plan, pid: int) -> None:
+    state = {"ociVersion": "1.0.2", "id": cid, "pid": pid, "bundle": str(plan.bundle),
+             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "annotations": plan.annotations, "starttime": _starttime(pid)}
+    tmp = d / "state.json.tmp"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, d / "state.json")
+
+
+def _launch(d: Path, cid: str, kernel, plan: spec.Plan, stdio) -> subprocess.Popen:
+    _prepare(d, kernel, plan)
     r, w = os.pipe()
     fds = stdio or (0, 1, 2)
     shim = subprocess.Popen([sys.executable, "-m", "ketch.vm.shim", str(d), str(w)],
@@ -133,13 +148,45 @@ def _launch(d: Path, cid: str, kernel, plan: spec.Plan, stdio) -> subprocess.Pop
     if verdict != "ok":
         shim.wait()
         raise FailedPrecondition(verdict.removeprefix("error ") or "micro-VM shim died during boot")
-    state = {"ociVersion": "1.0.2", "id": cid, "pid": shim.pid, "bundle": str(plan.bundle),
-             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "annotations": plan.annotations, "starttime": _starttime(shim.pid)}
-    tmp = d / "state.json.tmp"
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, d / "state.json")
+    _write_state(d, cid, plan, shim.pid)
     return shim
+
+
+def run_inline(root: Path, cid: str, bundle: Path, pid_file: Path | None = None,
+               keep: bool = False) -> int:
+    """`run` in the foreground: this process is the shim (one interpreter start
+    less than create + start); returns the process's exit code."""
+    from ketch.vm import shim as shim_mod
+
+    plan = spec.plan(bundle)
+    kernel = kernel_mod.require()
+    qemu.qemu_binary()
+    if plan.shares:
+        qemu.virtiofsd_binary()
+    d = state_dir(root, cid, must_exist=False)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir()
+    except FileExistsError:
+        raise AlreadyExists(f"container \"{cid}\" already exists") from None
+    shim = None
+    try:
+        shim = shim_mod.Shim(d, _prepare(d, kernel, plan))
+        shim.boot()
+        _write_state(d, cid, plan, os.getpid())
+        if pid_file is not None:
+            pid_file.write_text(str(os.getpid()))
+        for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(signo, lambda n, _f: shim.started and shim.send(shim_mod.signal_frame(n)))
+        shim.start_process()
+        code = shim.serve()
+        (d / "exit").write_text(str(code))
+        return code
+    finally:
+        if shim is not None:
+            shim.teardown()
+        if not keep:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _starttime(pid: int) -> str | None:

@@ -30,13 +30,32 @@ OPTIONAL_MODULES = {"net": ["virtio_net"], "virtiofs": ["virtiofs"],
                     "balloon": ["virtio_balloon"], "pci": ["virtio_pci"]}
 
 
+_SIG_MAGIC = b"~Module signature appended~\n"
+
+
+def strip_signature(module: bytes) -> bytes:
+    """The module without its appended signature. Checking Debian's RSA module
+    signatures under TCG costs boot time; the kernel does not enforce them
+    (CONFIG_MODULE_SIG_FORCE is off), so it loads the module and marks itself
+    tainted instead."""
+    if not module.endswith(_SIG_MAGIC):
+        return module
+    # struct module_signature (12 bytes) precedes the magic; sig_len is its last field.
+    info = module[-len(_SIG_MAGIC) - 12:-len(_SIG_MAGIC)]
+    sig_len = int.from_bytes(info[8:12], "big")
+    return module[:-len(_SIG_MAGIC) - 12 - sig_len]
+
+
+STRIP_SIGNATURES = os.environ.get("KETCH_VM_STRIP_MODULE_SIGNATURES", "1") != "0"
+
+
 def _sources() -> list[Path]:
     return sorted(GUEST_SRC.glob("*.[ch]"))
 
 
 def _key(kernel: kernel_mod.Kernel) -> str:
     h = hashlib.sha256(kernel.release.encode() + str(kernel.vmlinux).encode())
-    h.update(repr((BASE_MODULES, OPTIONAL_MODULES)).encode())
+    h.update(repr((BASE_MODULES, OPTIONAL_MODULES, STRIP_SIGNATURES)).encode())
     for src in _sources():
         h.update(src.name.encode() + src.read_bytes())
     st = os.stat(BUSYBOX)
@@ -80,7 +99,8 @@ def base(kernel: kernel_mod.Kernel) -> Path:
             w.file("bin/busybox", Path(BUSYBOX).read_bytes(), 0o755)
             w.symlink("bin/sh", "busybox")
             for mod in kernel_mod.modules_in_order(kernel, wanted):
-                w.file(f"lib/modules/{mod.name}", mod.read_bytes())
+                data = mod.read_bytes()
+                w.file(f"lib/modules/{mod.name}", strip_signature(data) if STRIP_SIGNATURES else data)
             w.close()
         os.replace(part, out)
     return out

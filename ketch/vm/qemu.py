@@ -22,7 +22,8 @@ from ketch.errors import FailedPrecondition
 
 QEMU = "qemu-system-x86_64"
 VIRTIOFSD_PATHS = ("/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd", "/usr/bin/virtiofsd")
-KERNEL_ARGS = "console=ttyS0 quiet panic=-1 cryptomgr.notests reboot=t mitigations=off"
+KERNEL_ARGS = ("console=ttyS0 quiet panic=-1 cryptomgr.notests reboot=t mitigations=off "
+               "tsc=reliable")
 
 
 def qemu_binary() -> str:

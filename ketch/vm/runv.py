@@ -98,23 +98,21 @@ def _create(args, root: Path):
 
 def _run(args, root: Path) -> int:
     from ketch.vm import container
-    shim = _create(args, root)
-    try:
-        container.start(root, args.id)
-    except BaseException:
-        container.delete(root, args.id, force=True)
-        shim.wait()
-        raise
-    if args.detach:
-        return 0
-
-    def forward(signo, _frame):
+    if args.detach or args.console_socket:
+        # Detached or on a pty: a separate shim, as create + start would make.
+        shim = _create(args, root)
         try:
-            container.kill(root, args.id, signo)
-        except KetchError:
-            pass
-    for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(signo, forward)
+            container.start(root, args.id)
+        except BaseException:
+            container.delete(root, args.id, force=True)
+            shim.wait()
+            raise
+        return 0 if args.detach else _wait_and_delete(args, root, shim)
+    return container.run_inline(root, args.id, args.bundle, args.pid_file, keep=args.keep)
+
+
+def _wait_and_delete(args, root: Path, shim) -> int:
+    from ketch.vm import container
     code = shim.wait()
     if not args.keep:
         container.delete(root, args.id, force=True)

@@ -161,6 +161,16 @@ class Shim:
         _write_all(2, f"ketch-runv: micro-VM stopped unexpectedly; console: {tail}\n".encode())
         return 255
 
+    def start_process(self) -> None:
+        """Run the container's process (session 1) and forward our stdin to it."""
+        self.started = True
+        (self.dir / "started").touch()
+        process = proto.Process(**self.launch["process"])
+        if process.terminal:
+            process.rows, process.cols = _winsize(0)
+        self.send(proto.frame(proto.EXEC, 1, process.encode()))
+        threading.Thread(target=self._stdin, daemon=True).start()
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             conn, _ = listener.accept()
@@ -175,13 +185,7 @@ class Shim:
             return
         op = req.get("op")
         if op == "start" and not self.started:
-            self.started = True
-            (self.dir / "started").touch()
-            process = proto.Process(**self.launch["process"])
-            if process.terminal:
-                process.rows, process.cols = _winsize(0)
-            self.send(proto.frame(proto.EXEC, 1, process.encode()))
-            threading.Thread(target=self._stdin, daemon=True).start()
+            self.start_process()
             conn.sendall(b'{"ok": true}\n')
         elif op == "kill":
             signo = int(req.get("signal", signal.SIGTERM))
@@ -226,6 +230,10 @@ class Shim:
                 return
             if not data:
                 return
+
+
+def signal_frame(signo: int) -> bytes:
+    return proto.signal_frame(1, signo)
 
 
 def _winsize(fd: int) -> tuple[int, int]:
