@@ -36,6 +36,18 @@ _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _XATTR_OK = ("user.", "security.capability", "trusted.")
 
 
+def _umask() -> int:
+    """The process umask, read without setting it (other threads may create files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777   # unknown: always fchmod
+
+
 class _HashReader:
     """Pass-through reader that hashes the uncompressed stream: the diff ID."""
 
@@ -102,6 +114,7 @@ class Unpacker:
         self.mode = whiteouts
         self.root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.is_root = os.geteuid() == 0
+        self.umask = _umask()
         self.created: set[tuple[str, ...]] = set()
         self.dirs: list[tuple[tuple[str, ...], tarfile.TarInfo]] = []
         self._parent: tuple[tuple[str, ...], int] | None = None
@@ -296,18 +309,25 @@ class Unpacker:
         self.metadata_at(pfd, leaf, m)
 
     def regular(self, tf: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, leaf: str) -> None:
+        # Create with the final mode when the umask keeps it whole and there are
+        # no setuid/setgid/sticky bits (those must follow chown): saves a fchmod.
+        mode = m.mode & 0o7777
+        direct = mode & 0o7000 == 0 and mode & self.umask == 0
         fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=pfd)
+                     mode if direct else 0o600, dir_fd=pfd)
         try:
             src = tf.extractfile(m)
+            written = 0
             while src is not None and (chunk := src.read(_CHUNK)):
                 # Whole blocks of zeros become holes: sparse files stay sparse.
                 if len(chunk) >= 4096 and chunk.count(0) == len(chunk):
                     os.lseek(fd, len(chunk), os.SEEK_CUR)
                 else:
                     os.write(fd, chunk)
-            os.ftruncate(fd, m.size)
-            self.metadata_fd(fd, m)
+                    written += len(chunk)
+            if written != m.size:
+                os.ftruncate(fd, m.size)   # a trailing hole, or a short member
+            self.metadata_fd(fd, m, mode_set=direct)
         finally:
             os.close(fd)
 
@@ -326,10 +346,11 @@ class Unpacker:
             os.close(sfd)
 
     # -- metadata ------------------------------------------------------------
-    def metadata_fd(self, fd: int, m: tarfile.TarInfo) -> None:
+    def metadata_fd(self, fd: int, m: tarfile.TarInfo, mode_set: bool = False) -> None:
         if self.is_root:
             os.fchown(fd, m.uid, m.gid)
-        os.fchmod(fd, m.mode & 0o7777)
+        if not mode_set:
+            os.fchmod(fd, m.mode & 0o7777)
         self.xattrs(fd, m)
         os.utime(fd, ns=(int(m.mtime * 1e9),) * 2)
 

@@ -265,3 +265,10 @@ def test_earlier_layer_symlink_cannot_redirect_a_later_layer(arena):
 def test_directory_deleted_later_in_the_layer_stays_deleted(tmp_path):
     _apply(tmp_path, [("a", "dir"), ("a/b", "dir"), ("a/b/f", "file"), (".wh.a", "file")])
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o777, 0o000, 0o2755, 0o1644, 0o400])
+def test_file_modes_are_exact_whatever_the_umask(tmp_path, mode):
+    _apply(tmp_path, [("f", "file", b"data", {"mode": mode})])
+    assert stat.S_IMODE(os.lstat(tmp_path / "f").st_mode) == mode
+    assert (tmp_path / "f").read_bytes() == b"data" or os.geteuid() != 0
