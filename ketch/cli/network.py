@@ -220,18 +220,20 @@ def disconnect(net: str, container: str, force: bool) -> None:
 
 @network.command("prune")
 @click.option("--force", "-f", is_flag=True, help="Do not prompt for confirmation.")
-@click.option("--filter", "filters", multiple=True, hidden=True)
+@click.option("--filter", "filters", multiple=True,
+              help="Provide filter values (label=<key>[=<value>], label!=..., until=24h).")
 def prune(force: bool, filters: tuple[str, ...]) -> None:
     """Remove all unused networks."""
     from ketch.engine import networks
 
+    networks.check_prune_filters(list(filters))  # refuse a bad filter before asking
     if not force and not click.confirm(
             "WARNING! This will remove all custom networks not used by at least one "
             "container.\nAre you sure you want to continue?", default=False):
         return
     conn = _conn()
     networks.reconcile(conn)
-    gone = networks.prune(conn)
+    gone = networks.prune(conn, list(filters))
     if gone:
         click.echo("Deleted Networks:")
         for name in gone:

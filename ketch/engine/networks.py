@@ -163,10 +163,18 @@ def rm(conn: sqlite3.Connection, ref: str) -> str:
     return manage.remove(_ready(conn), ref)
 
 
-def prune(conn: sqlite3.Connection) -> list[str]:
+def prune(conn: sqlite3.Connection, filters: list[str] | None = None) -> list[str]:
+    """Remove unused user networks (filters: label=, label!=, until=); return names."""
     from ketch.network import manage
 
-    return manage.prune(_ready(conn))
+    return manage.prune(_ready(conn), filters)
+
+
+def check_prune_filters(filters: list[str]) -> None:
+    """InvalidArgument for a filter prune does not understand."""
+    from ketch.network import manage
+
+    manage.prune_filter(filters)
 
 
 def connect(conn: sqlite3.Connection, network: str, container: str,

@@ -167,17 +167,65 @@ def remove(conn: sqlite3.Connection, ref: str) -> str:
     return net["name"]
 
 
-def prune(conn: sqlite3.Connection) -> list[str]:
-    """Remove every user network without endpoints; return their names."""
+def prune(conn: sqlite3.Connection, filters: list[str] | None = None) -> list[str]:
+    """Remove every unused user network matching the filters; return their names.
+
+    Filters as Docker's: label=k, label=k=v, label!=k[=v], until=<24h | timestamp>.
+    """
+    keep = prune_filter(filters or [])
     gone = []
     for net in store.network_rows(conn):
         if net["name"] in PREDEFINED or store.endpoints(conn, network_id=net["id"]):
+            continue
+        if not keep(net):
             continue
         try:
             gone.append(remove(conn, net["id"]))
         except (Conflict, NotFound):
             continue
     return gone
+
+
+def prune_filter(filters: list[str]):
+    tests = []
+    for f in filters:
+        key, sep, val = f.partition("=")
+        if key.endswith("!") and key[:-1] == "label":
+            k, has, v = val.partition("=")
+            tests.append(lambda n, k=k, has=has, v=v:
+                         not (k in n["labels"] and (not has or n["labels"][k] == v)))
+        elif key == "label" and sep:
+            k, has, v = val.partition("=")
+            tests.append(lambda n, k=k, has=has, v=v:
+                         k in n["labels"] and (not has or n["labels"][k] == v))
+        elif key == "until" and sep:
+            limit = _until(val)
+            tests.append(lambda n, limit=limit:
+                         datetime.datetime.fromisoformat(n["created"]).timestamp() < limit)
+        else:
+            raise InvalidArgument(f"invalid filter {f!r} (label=, label!=, until=)")
+    return lambda n: all(t(n) for t in tests)
+
+
+def _until(value: str) -> float:
+    """A Go duration ago ("24h", "1h30m", "90s") or a Unix/RFC 3339 time."""
+    import re
+    import time
+
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.fullmatch(r"((\d+(\.\d+)?)(h|m|s))+", value)
+    if parts:
+        secs = sum(float(n) * units[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(h|m|s)", value))
+        return time.time() - secs
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidArgument(f"invalid filter until={value!r}: not a duration or time") \
+            from None
 
 
 def connect(conn: sqlite3.Connection, ref: str, container: str, opts: dict | None = None) -> None:

@@ -52,8 +52,13 @@ def test_network_commands(ketch_env):
     assert ketch("network", "rm", name).stdout == name + "\n"
     r = ketch("network", "inspect", name, check=False)
     assert r.returncode == 125 and f"network {name} not found" in r.stderr
-    ketch("network", "create", name + "p")
-    assert ketch("network", "prune", "-f").stdout == f"Deleted Networks:\n{name}p\n"
+    ketch("network", "create", "--label", "tmp=1", name + "p")
+    ketch("network", "create", name + "q")
+    r = ketch("network", "prune", "-f", "--filter", "label=tmp=1")
+    assert r.stdout == f"Deleted Networks:\n{name}p\n"
+    r = ketch("network", "prune", "-f", "--filter", "dangling=true", check=False)
+    assert r.returncode == 125 and "invalid filter" in r.stderr
+    assert ketch("network", "prune", "-f").stdout == f"Deleted Networks:\n{name}q\n"
 
 
 @pytest.fixture

@@ -52,3 +52,20 @@ def test_validate_refuses_before_touching_the_host(monkeypatch):
                                         "127.0.0.1"})])
     assert [(x["host_ip"], x["proto"], x["container_port"]) for x in b] == [
         ("127.0.0.1", "tcp", 80), ("127.0.0.1", "udp", 53)]
+
+
+def test_prune_filters():
+    from ketch.network import manage
+
+    now = "2026-01-01T00:00:00+00:00"
+    net = {"labels": {"team": "web", "tmp": ""}, "created": now}
+    assert manage.prune_filter(["label=team"])(net)
+    assert manage.prune_filter(["label=team=web"])(net)
+    assert not manage.prune_filter(["label=team=db"])(net)
+    assert not manage.prune_filter(["label!=tmp"])(net)
+    assert manage.prune_filter(["label!=team=db"])(net)
+    assert manage.prune_filter(["until=1h"])(net)  # created long before an hour ago
+    assert not manage.prune_filter(["until=2025-06-01T00:00:00Z"])(net)
+    for bad in ("dangling=true", "until=soon", "label"):
+        with pytest.raises(InvalidArgument):
+            manage.prune_filter([bad])
