@@ -67,7 +67,9 @@ def _image_item(r: dict, no_trunc: bool) -> dict:
     size = _format.human_size(r["Size"])
     return {"Repository": r["Repository"], "Tag": r["Tag"],
             "ID": r["ID"] if no_trunc else _format.truncate_id(r["ID"]),
-            "Digest": r["Digest"], "CreatedSince": _format.ago(r["Created"]),
+            "Digest": r["Digest"],
+            # Docker prints N/A for an image without a creation time.
+            "CreatedSince": _format.ago(r["Created"]) if r["Created"] else "N/A",
             "CreatedAt": docker_time(r["Created"]), "Size": size, "VirtualSize": size,
             "SharedSize": "N/A", "UniqueSize": "N/A", "Containers": "N/A"}
 

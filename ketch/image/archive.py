@@ -56,7 +56,7 @@ def save(store: ImageStore, names: list[str], out: IO[bytes]) -> None:
         tags = [ref.familiar()] if ref and not ref.digest and ref.familiar() in rec.repo_tags \
             else rec.repo_tags
         entries.append((rec, tags))
-    now = time.time()
+    now = int(time.time())  # whole seconds: no PAX header per member
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
         written: set[str] = set()
 
