@@ -26,13 +26,12 @@ import stat
 import tarfile
 from typing import BinaryIO
 
-from ketch._sys.openat2 import Resolve, openat2
 from ketch.errors import DataError
+from ketch.image.resolve import Resolver, fd_path
 
 WH_PREFIX = ".wh."
 WH_OPAQUE = ".wh..wh..opq"
 _CHUNK = 1 << 20
-_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _XATTR_OK = ("user.", "security.capability", "trusted.")
 
 
@@ -112,92 +111,15 @@ class Unpacker:
     def __init__(self, dest: str, whiteouts: str = "overlay"):
         self.dest = dest
         self.mode = whiteouts
-        self.root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.res = Resolver(dest)
         self.is_root = os.geteuid() == 0
         self.umask = _umask()
         self.created: set[tuple[str, ...]] = set()
         self.dirs: list[tuple[tuple[str, ...], tarfile.TarInfo]] = []
-        self._parent: tuple[tuple[str, ...], int] | None = None
         self._stale = False
-        try:
-            os.close(openat2(self.root, ".", _DIR_FLAGS, 0, Resolve.IN_ROOT))
-            self.have_openat2 = True
-        except OSError:
-            self.have_openat2 = False
 
     def close(self) -> None:
-        self.forget_parent()
-        os.close(self.root)
-
-    # -- resolution ----------------------------------------------------------
-    def parent_fd(self, parts: list[str], entry: str) -> int:
-        """An O_PATH fd of the entry's parent directory, created if missing."""
-        if self.have_openat2:
-            try:
-                return self._open_in_root(parts, entry)
-            except FileNotFoundError:
-                pass
-        # Walk one component at a time, creating missing dirs (Docker does too).
-        fd = os.dup(self.root)
-        for i in range(len(parts)):
-            try:
-                nfd = self._step(fd, parts[:i + 1], entry)
-            finally:
-                os.close(fd)
-            fd = nfd
-        return fd
-
-    def _open_in_root(self, parts: list[str], entry: str) -> int:
-        try:
-            return openat2(self.root, "/".join(parts) or ".", _DIR_FLAGS, 0,
-                           Resolve.IN_ROOT | Resolve.NO_MAGICLINKS)
-        except FileNotFoundError:
-            raise
-        except OSError as exc:
-            raise DataError(f"layer entry {entry!r}: parent {'/'.join(parts)!r}: "
-                            f"{exc.strerror}") from exc
-
-    def _existing_dir(self, parts: list[str]) -> int | None:
-        """Like parent_fd, but None instead of creating anything."""
-        if self.have_openat2:
-            try:
-                return openat2(self.root, "/".join(parts) or ".", _DIR_FLAGS, 0,
-                               Resolve.IN_ROOT | Resolve.NO_MAGICLINKS)
-            except OSError:
-                return None
-        fd = os.dup(self.root)
-        for comp in parts:
-            try:
-                nfd = os.open(comp, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
-            except OSError:
-                return None
-            finally:
-                os.close(fd)
-            fd = nfd
-        return fd
-
-    def _step(self, fd: int, path: list[str], entry: str) -> int:
-        """Open path[-1] under fd (the resolution of path[:-1]), making it if missing."""
-        comp, shown = path[-1], "/".join(path)
-        if self.have_openat2:
-            try:
-                return self._open_in_root(path, entry)
-            except FileNotFoundError:
-                pass
-        try:
-            return os.open(comp, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            why = "is a symlink" if exc.errno == errno.ELOOP or os.path.islink(
-                f"{_fd_path(fd)}/{comp}") else "is not a directory"
-            raise DataError(f"layer entry {entry!r}: parent {shown!r} {why}") from exc
-        try:
-            os.mkdir(comp, 0o755, dir_fd=fd)
-        except FileExistsError as exc:
-            raise DataError(f"layer entry {entry!r}: parent {shown!r} is a symlink "
-                            f"to a missing directory") from exc
-        return os.open(comp, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+        self.res.close()
 
     # -- application ---------------------------------------------------------
     def apply(self, tf: tarfile.TarFile) -> None:
@@ -210,7 +132,7 @@ class Unpacker:
         if not parts:
             return  # the root itself
         *parent, leaf = parts
-        pfd = self.cached_parent(tuple(parent), m.name)
+        pfd = self.res.cached(tuple(parent), m.name)
         try:
             if leaf == WH_OPAQUE:
                 self._stale = True
@@ -225,23 +147,8 @@ class Unpacker:
             raise DataError(f"layer entry {m.name!r}: {why}") from exc
         finally:
             if self._stale:
-                self.forget_parent()   # pfd itself was the cached fd
+                self.res.forget()   # pfd itself was the cached fd
                 self._stale = False
-
-    def cached_parent(self, parent: tuple[str, ...], entry: str) -> int:
-        """Entries come grouped by directory: keep the last parent's fd. Any
-        removal forgets it, so a cached fd never names a replaced directory."""
-        if self._parent is not None and self._parent[0] == parent:
-            return self._parent[1]
-        self.forget_parent()
-        fd = self.parent_fd(list(parent), entry)
-        self._parent = (parent, fd)
-        return fd
-
-    def forget_parent(self) -> None:
-        if self._parent is not None:
-            os.close(self._parent[1])
-            self._parent = None
 
     def whiteout(self, pfd: int, name: str, entry: str) -> None:
         if not name or name in (".", ".."):
@@ -259,7 +166,7 @@ class Unpacker:
                 os.close(fd)
             return
         # Delete mode: drop what lower layers put here, keep this layer's entries.
-        for name in os.listdir(_fd_path(pfd)):
+        for name in os.listdir(fd_path(pfd)):
             if parent + (name,) not in self.created:
                 remove_at(pfd, name)
 
@@ -336,7 +243,7 @@ class Unpacker:
         if not parts:
             raise DataError(f"layer entry {m.name!r}: hardlink to the root")
         *parent, target = parts
-        sfd = self.parent_fd(parent, m.name)
+        sfd = self.res.parent_fd(parent, m.name)
         try:
             os.link(target, leaf, src_dir_fd=sfd, dst_dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError as exc:
@@ -379,9 +286,9 @@ class Unpacker:
 
     def finish_dirs(self) -> None:
         """Directory owners, modes and times last: writing children changes them."""
-        self.forget_parent()
+        self.res.forget()
         for key, m in reversed(self.dirs):
-            pfd = self._existing_dir(list(key[:-1]))
+            pfd = self.res.existing_dir(list(key[:-1]))
             if pfd is None:
                 continue  # deleted by a later whiteout: never recreate it
             try:
@@ -394,10 +301,6 @@ class Unpacker:
                 self.metadata_fd(fd, m)
             finally:
                 os.close(fd)
-
-
-def _fd_path(fd: int) -> str:
-    return f"/proc/self/fd/{fd}"
 
 
 def remove_at(dfd: int, name: str) -> None:

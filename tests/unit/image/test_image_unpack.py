@@ -67,7 +67,7 @@ def resolution(request, monkeypatch):
     if request.param == "walk":
         def no_openat2(*_a, **_k):
             raise OSError(errno.ENOSYS, "Function not implemented")
-        monkeypatch.setattr("ketch.image.unpack.openat2", no_openat2)
+        monkeypatch.setattr("ketch.image.resolve.openat2", no_openat2)
     return request.param
 
 
