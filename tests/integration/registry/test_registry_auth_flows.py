@@ -98,3 +98,19 @@ def test_https_registry_trusted_through_certs_d(tmp_path_factory, layout, ketch)
         assert ok.stdout.strip() == ref
     finally:
         reg.stop()
+
+
+def test_credentials_from_docker_config_are_used(basic_registry, monkeypatch, tmp_path):
+    """A machine logged in with `docker login` (DOCKER_CONFIG) pulls without ketch login."""
+    import base64
+
+    docker_dir = tmp_path / "docker-config"
+    docker_dir.mkdir()
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (docker_dir / "config.json").write_text(
+        json.dumps({"auths": {basic_registry.host: {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_dir))
+    [rep] = distribution.pull(f"{basic_registry.host}/lib/bb:1")
+    assert rep.downloaded
+    assert not config.config_file().exists()  # nothing written to ketch's own file
+

@@ -176,3 +176,12 @@ def test_push_all_tags(registry, ketch):
     repo = open_repository(registry.host, "every/tag")
     assert sorted(repo.tags()) == ["a", "b"]
     repo.t.close()
+
+
+def test_pull_by_digest_records_no_tag(registry, layout):
+    digest = layout[1]["digest"]
+    [rep] = distribution.pull(f"{registry.host}/lib/bb@{digest}")
+    assert rep.digest == digest
+    rec = _images.store(db.connect()).resolve(f"{registry.host}/lib/bb@{digest}")
+    assert rec.repo_tags == []
+    assert rec.repo_digests == [f"{registry.host}/lib/bb@{digest}"]
