@@ -103,7 +103,7 @@ def pull_one(r: _ref.Reference, want: dict[str, str],
     try:
         store = _images.store(conn)
         target = r.digest or r.tag
-        _emit(progress, "", f"{target}: Pulling from {r.familiar_name()}")
+        _emit(progress, "", f"{target}: Pulling from {r.path}")
         resolved = repo.resolve(target, want)
         # Blobs and snapshots are unreferenced until the image is recorded: hold
         # the GC lock shared so a concurrent prune leaves them alone.
