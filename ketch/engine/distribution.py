@@ -173,8 +173,10 @@ def _pull_layers(repo, store, layers: list[dict], diff_ids: list[str],
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, MAX_DOWNLOADS),
                             thread_name_prefix="ketch-pull") as pool:
-        futures = {d["digest"]: pool.submit(_fetch, repo, content, [d], progress, stop)
-                   for d in todo if not content.exists(d["digest"])}
+        futures: dict = {}
+        for d in todo:  # an image may list one blob twice: fetch it once
+            if d["digest"] not in futures and not content.exists(d["digest"]):
+                futures[d["digest"]] = pool.submit(_fetch, repo, content, [d], progress, stop)
         try:
             chain = None
             for desc, diff_id in zip(layers, diff_ids, strict=True):
