@@ -127,6 +127,12 @@ def test_detached_lifecycle_logs_inspect_stop(ketch, busybox):
         assert ketch("exec", cid, "hostname").stdout.strip() == cid[:12]
         logs = ketch("logs", cid)
         assert logs.stdout == "started\n"
+        stamped = ketch("logs", "-t", "--tail", "1", cid).stdout
+        assert stamped.endswith(" started\n") and stamped[:4].isdigit() and "T" in stamped[:20]
+        assert ketch("logs", "--since", "1h", cid).stdout == "started\n"
+        out = ketch("exec", "-e", "X=1", "-u", "nobody", "-w", "/tmp", cid, "sh", "-c",
+                    "echo $X $(id -u) $(pwd)").stdout
+        assert out == "1 65534 /tmp\n"
         ketch("stop", "-t", "1", cid)
         doc = json.loads(ketch("inspect", cid).stdout)[0]
         assert doc["State"]["Status"] == "exited" and doc["State"]["ExitCode"] == 137
