@@ -43,6 +43,9 @@ def _container_id(conn, ref: str) -> str:
         from ketch.engine import containers
     except ImportError:
         return ref
+    from ketch.engine import db
+
+    db.ensure_schema(conn, "containers", containers.SCHEMA)  # a fresh root has no table yet
     return containers.lookup(conn, ref).id
 
 

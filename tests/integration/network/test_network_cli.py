@@ -47,6 +47,8 @@ def test_network_commands(ketch_env):
         assert "Traceback" not in r.stderr
     r = ketch("network", "create", name, check=False)
     assert r.returncode == 125 and "already exists" in r.stderr
+    r = ketch("network", "connect", name, "nosuchcontainer", check=False)
+    assert r.returncode == 125 and r.stderr == "ketch: No such container: nosuchcontainer\n"
     r = ketch("network", "rm", "bridge", check=False)
     assert r.returncode != 0 and "pre-defined" in r.stderr
     assert ketch("network", "rm", name).stdout == name + "\n"
