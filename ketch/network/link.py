@@ -56,8 +56,11 @@ def exists(name: str) -> bool:
 
 
 def write_sysctl(path: str, value: str) -> None:
-    with open(path, "w") as f:
-        f.write(value)
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as exc:
+        raise FailedPrecondition(f"set {path} to {value}: {exc.strerror or exc}") from exc
 
 
 def enable_forwarding() -> None:
