@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from ketch.errors import InvalidArgument
+from ketch.errors import FailedPrecondition, InvalidArgument
 
 EMBEDDED_DNS = "127.0.0.11"
 FALLBACK_DNS = ["8.8.8.8", "8.8.4.4"]
@@ -116,8 +116,11 @@ def write_in_place(path: str | None, text: str) -> None:
     """Rewrite a file keeping its inode, so a bind mount of it sees the new content."""
     if not path:
         return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise FailedPrecondition(f"write {path}: {exc.strerror or exc}") from exc
