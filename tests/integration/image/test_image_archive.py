@@ -8,6 +8,8 @@ import os
 import subprocess
 import tarfile
 
+import pytest
+
 from ketch.engine import images
 from tests.conftest import need_tool
 from tests.integration.image.conftest import ketch
@@ -136,3 +138,48 @@ def test_cli_errors_are_one_line(busybox):
         assert proc.returncode == rc, (args, proc.returncode, proc.stderr)
         assert words in proc.stderr and proc.stderr.count(b"\n") == 1, (args, proc.stderr)
         assert b"Traceback" not in proc.stderr
+
+
+def test_killed_load_leaves_a_consistent_store_and_loads_again(ketch_env, conn, tmp_path):
+    import signal
+    import time
+
+    # One layer of many files, so the kill lands while it is being unpacked.
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tf:
+        for i in range(4000):
+            ti = tarfile.TarInfo(f"d{i % 40}/f{i}")
+            ti.size = 2048
+            tf.addfile(ti, io.BytesIO(os.urandom(2048)))
+    import hashlib
+
+    data = layer.getvalue()
+    cfg = json.dumps({"os": "linux", "architecture": "amd64", "rootfs": {
+        "type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(data).hexdigest()]}}).encode()
+    archive = tmp_path / "big.tar"
+    with tarfile.open(archive, "w") as tf:
+        for name, body in (("l.tar", data), ("c.json", cfg), ("manifest.json", json.dumps(
+                [{"Config": "c.json", "RepoTags": ["big:1"], "Layers": ["l.tar"]}]).encode())):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(body)
+            tf.addfile(ti, io.BytesIO(body))
+    snaps = os.path.join(ketch_env["KETCH_ROOT"], "snapshots", "overlay")
+    from tests.conftest import command
+
+    proc = subprocess.Popen([command("ketch"), "load", "-q", "-i", str(archive)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if os.path.isdir(snaps) and any(n.startswith(".new-") for n in os.listdir(snaps)):
+            break
+        time.sleep(0.005)
+    if proc.poll() is not None:
+        pytest.skip("the load finished before it could be interrupted")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ketch("images", "-q").stdout == b""          # nothing half-registered
+    assert images.check(conn) == []
+    assert ketch("load", "-q", "-i", str(archive)).stdout == b"Loaded image: big:1\n"
+    ketch("image", "prune", "-f")                        # the killed run's leftovers go
+    assert not any(n.startswith(".new-") for n in os.listdir(snaps))
+    assert images.check(conn) == []
