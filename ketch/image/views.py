@@ -149,15 +149,16 @@ def rows(store: ImageStore, show_all: bool = False,
             continue
         if "since" in pivots and not created > parse_time(pivots["since"].created):
             continue
-        tags = rec.repo_tags or ["<none>:<none>"]
-        if "reference" in filters:
-            tags = [t for t in rec.repo_tags if any(_match_ref(t, p) for p in filters["reference"])]
         digests = {d.rsplit("@", 1)[0]: d.rsplit("@", 1)[1] for d in rec.repo_digests}
-        for tag in tags:
-            repo, _, t = tag.rpartition(":") if tag != "<none>:<none>" else ("<none>", "", "<none>")
+        if rec.repo_tags:
+            names = [tuple(t.rsplit(":", 1)) for t in rec.repo_tags]
+        else:  # pulled by digest only: Docker shows the repository, tag <none>
+            names = [(r, "<none>") for r in digests] or [("<none>", "<none>")]
+        if "reference" in filters:
+            names = [(r, t) for r, t in names if r != "<none>" and any(
+                _match_ref(r if t == "<none>" else f"{r}:{t}", p) for p in filters["reference"])]
+        for repo, t in names:
             out.append(_row(rec, repo, t, digests.get(repo, "<none>"), created))
-        if not tags and not filters.get("reference") and rec.repo_digests:
-            out.append(_row(rec, "<none>", "<none>", "<none>", created))
     return out
 
 

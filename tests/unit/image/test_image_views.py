@@ -86,3 +86,16 @@ def test_cli_images_table_and_quiet(store, monkeypatch):
     assert js[1]["Repository"] == "web" and js[1]["CreatedAt"].startswith("2020-01-01 00:00:00")
     tmpl = CliRunner().invoke(images, ["--format", "{{.Repository}}:{{.Tag}}"]).output
     assert tmpl == "localhost:5000/team/api:2\nweb:1\n"
+
+
+def test_digest_only_image_shows_its_repository(store):
+    rec = _img(store, "x:1", "2020-01-01T00:00:00Z")
+    store.untag("x:1")
+    dig = "sha256:" + "b" * 64
+    store.conn.execute("INSERT INTO repo_digests VALUES (?,?,?)",
+                       ("docker.io/library/busybox", dig, rec.id))
+    rows = views.rows(store)
+    assert [(r["Repository"], r["Tag"], r["Digest"]) for r in rows] == [("busybox", "<none>", dig)]
+    flt = views.parse_filters
+    assert len(views.rows(store, filters=flt(["reference=busybox"]))) == 1
+    assert len(views.rows(store, filters=flt(["dangling=true"]))) == 1
