@@ -280,3 +280,16 @@ def container_ls(ctx, all_, quiet):
     from ketch.cli.container import ps
     ctx.invoke(ps, all_=all_, quiet=quiet, latest=False, last=-1, size=False, no_trunc=False,
                filters=(), fmt=None)
+
+
+def _add_docker_aliases() -> None:
+    """`ketch container run|ps|rm|...`, as `docker container ...` has them."""
+    from ketch.cli import container as top
+    for name in ("run", "create", "start", "stop", "restart", "kill", "rm", "wait", "inspect",
+                 "logs", "exec_", "attach", "pause", "unpause", "rename", "update", "top",
+                 "port", "stats", "cp", "diff", "commit", "export"):
+        cmd = getattr(top, name)
+        container.add_command(cmd, name.rstrip("_"))
+
+
+_add_docker_aliases()

@@ -56,8 +56,7 @@ def create(conn: sqlite3.Connection, opts: CreateOptions) -> Container:
             m.source = os.urandom(32).hex()  # anonymous volume, named now
     cid = containers.new_id()
     with contextlib.ExitStack() as undo:
-        name = opts.name.lstrip("/") or containers.random_name(conn)
-        containers.insert(conn, cid, name, opts.image, image.id, opts, image.config)
+        name = _claim_name(conn, cid, opts, image)
         undo.callback(containers.delete, conn, cid)
         bundle = bundle_dir(cid)
         bundle.mkdir(parents=True)
@@ -71,6 +70,20 @@ def create(conn: sqlite3.Connection, opts: CreateOptions) -> Container:
         undo.pop_all()
     events.emit("container", "create", cid, name=name, image=opts.image)
     return containers.get(conn, cid)
+
+
+def _claim_name(conn: sqlite3.Connection, cid: str, opts: CreateOptions, image) -> str:
+    """Insert the row under the asked name, or a random one (retrying a lost race)."""
+    from ketch.errors import AlreadyExists
+    for attempt in range(20):
+        name = opts.name.lstrip("/") or containers.random_name(conn)
+        try:
+            containers.insert(conn, cid, name, opts.image, image.id, opts, image.config)
+            return name
+        except AlreadyExists:
+            if opts.name or attempt == 19:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _mounts(conn: sqlite3.Connection, c: Container) -> list[dict]:
