@@ -6,8 +6,14 @@ paths.root() (content/, snapshots/). Contract with the container engine:
     resolve(conn, ref_or_id) -> ImageRecord            NotFound "No such image: x"
     prepare_rootfs(conn, image, container_id) -> mounts (runtime mounts them)
     remove_rootfs(conn, container_id)
-    rootfs_diff(conn, container_id) / commit(conn, container_id, ...)
+    rootfs_mounts(conn, container_id)                  mounts of an existing rootfs
+    rootfs_diff / commit / export_rootfs               `ketch diff` / `commit` / `export`
     disk_usage(conn) / check(conn)                     for `system df` / `system check`
+    snapshotter_name(conn)                             for `ketch info`
+    lease(conn)                                        hold while writing blobs no image names yet
+
+and for the image commands: list_rows, inspect, history, tag, remove, prune,
+save, load, import_, bootstrap.
 """
 
 from __future__ import annotations
@@ -66,7 +72,8 @@ def bootstrap(conn: sqlite3.Connection, what: str, include: list[str] = (),
 
 
 def list_images(conn: sqlite3.Connection) -> list[ImageRecord]:
-    return store(conn).all()
+    """Every image, names included, layers not (three queries)."""
+    return store(conn).summaries()
 
 
 def list_rows(conn: sqlite3.Connection, show_all: bool = False,
