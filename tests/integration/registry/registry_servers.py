@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -222,7 +224,7 @@ def start_registry(workdir: Path, auth: str = "none", tls: bool = False) -> Regi
         with open(log, "ab") as out:
             proc = subprocess.Popen([binary, "serve", str(cfg)], stdout=out, env=env,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        if _wait_listening(port, proc):
+        if _wait_listening(port, proc, tls):
             return Registry(f"127.0.0.1:{port}", proc, storage, auth, token_server, log)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
@@ -232,14 +234,27 @@ def start_registry(workdir: Path, auth: str = "none", tls: bool = False) -> Regi
     raise RuntimeError(f"docker-registry did not start; see {log}: {log.read_text()[-500:]}")
 
 
-def _wait_listening(port: int, proc: subprocess.Popen, timeout: float = 10) -> bool:
+def _wait_listening(port: int, proc: subprocess.Popen, tls: bool = False,
+                    timeout: float = 10) -> bool:
+    """True once OUR registry answers /v2/ on `port` (not some other process that
+    took the port between free_port() and the registry's bind)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
+        if tls:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=1,
+                                               context=ssl._create_unverified_context())
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
+            conn.request("GET", "/v2/")
+            resp = conn.getresponse()
+            if resp.getheader("Docker-Distribution-Api-Version") == "registry/2.0":
+                return proc.poll() is None
+            return False
         except OSError:
             time.sleep(0.05)
+        finally:
+            conn.close()
     return False
