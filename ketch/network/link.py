@@ -20,10 +20,48 @@ from collections.abc import Iterator
 from ketch.errors import FailedPrecondition, KetchError
 
 DEFAULT_MTU = 1500
+_LOADED: list = []
+
+
+def _pyroute2():
+    """(IPRoute, NetlinkError), loading only the rtnetlink part of pyroute2.
+
+    pyroute2's package __init__ imports every protocol it knows (wireless,
+    ipvs, ndb, ...): ~0.3 s that `ketch run` would pay for nothing. Its
+    submodules only need the package's path, so a bare package object stands
+    in while they load, and is removed afterwards: a later `import pyroute2`
+    elsewhere runs the real __init__ over the same, already loaded modules.
+    """
+    import sys
+
+    if _LOADED:
+        return _LOADED[0]
+    if "pyroute2" not in sys.modules:
+        import importlib.util
+        import types
+
+        spec = importlib.util.find_spec("pyroute2")
+        bare = types.ModuleType("pyroute2")
+        bare.__path__ = list(spec.submodule_search_locations or [])
+        sys.modules["pyroute2"] = bare
+        try:
+            from pyroute2.iproute.linux import IPRoute
+            from pyroute2.netlink.exceptions import NetlinkError
+            _LOADED.append((IPRoute, NetlinkError))
+            return _LOADED[0]
+        except ImportError:
+            pass  # a layout we do not know: fall back to the full package
+        finally:
+            if sys.modules.get("pyroute2") is bare:
+                del sys.modules["pyroute2"]
+    from pyroute2 import IPRoute, NetlinkError
+
+    _LOADED.append((IPRoute, NetlinkError))
+    return _LOADED[0]
 
 
 def _ipr(netns: str | None = None):
-    from pyroute2 import IPRoute
+    IPRoute = _pyroute2()[0]  # noqa: N806 - a class
 
     if netns is None:
         return IPRoute()
@@ -32,7 +70,7 @@ def _ipr(netns: str | None = None):
 
 @contextlib.contextmanager
 def _netlink(what: str, netns: str | None = None) -> Iterator:
-    from pyroute2 import NetlinkError
+    NetlinkError = _pyroute2()[1]  # noqa: N806 - a class
 
     try:
         with _ipr(netns) as ipr:
@@ -90,7 +128,7 @@ def delete(name: str) -> bool:
     """Delete link `name` (a veth takes its peer with it); False if it was gone."""
     if not exists(name):
         return False  # the usual case after a container's namespace went away
-    from pyroute2 import NetlinkError
+    NetlinkError = _pyroute2()[1]  # noqa: N806 - a class
 
     with _netlink(f"delete link {name!r}") as ipr:
         idx = _index(ipr, name)
