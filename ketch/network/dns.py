@@ -7,11 +7,13 @@ socket belongs to the namespace it was created in), and keeps every other
 socket in the host's namespace: forwarded queries leave from the host, as
 Docker's do, so even loopback upstreams (systemd-resolved) work.
 
-It answers A (and PTR) for the names and aliases of the containers on the
-container's networks, read from JSON files the engine rewrites on every
+It answers A (and PTR) for the names, aliases, short ids and
+<name>.<network> of the containers on the container's networks, read from JSON files the engine rewrites on every
 attach/detach (reloaded when their mtime changes); AAAA for those names is
 an empty NOERROR; anything else goes to the upstream servers over UDP. It
-exits when the container's init dies (pidfd) or on SIGTERM.
+exits when the container's init dies (pidfd) or on SIGTERM. Cost: one
+Python process (about 14 MB resident, 7 MB of it private) per container on a user network;
+containers on the default bridge or in none/host mode have none.
 """
 
 from __future__ import annotations

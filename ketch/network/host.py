@@ -158,11 +158,14 @@ def write_names(conn: sqlite3.Connection, network_id: str) -> None:
     """The name table the DNS servers of this network's containers read."""
     table: dict[str, list[str]] = {}
     sbs = {sb["container_id"]: sb for sb in store.sandboxes(conn)}
+    net = store.find_network(conn, network_id)
     for ep in store.endpoints(conn, network_id=network_id):
         sb = sbs.get(ep["container_id"])
         names = [ep["container_id"][:12], *ep["aliases"]]
         if sb and sb["name"]:
             names.insert(0, sb["name"])
+        # Docker also answers <name>.<network>.
+        names += [f"{n}.{net['name']}" for n in names] if net else []
         for name in names:
             table.setdefault(name.lower(), []).append(ep["ip"])
     if table:
