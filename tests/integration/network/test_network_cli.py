@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import command
-from tests.integration.network.conftest import free_port, http_get
+from tests.integration.network.conftest import free_port, host_address, http_get
 
 
 def ketch(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -112,6 +112,13 @@ def test_run_publish(ketch_env, busybox_image, tmp_path):
             except httpx.TransportError:
                 time.sleep(0.1)  # httpd not listening yet
         assert text == "published\n"
+        assert http_get(f"http://{host_address()}:{port}/i.html") == "published\n"
         assert ketch("port", "web").stdout.strip() == f"8080/tcp -> 0.0.0.0:{port}"
+        # The same host port for a second container: refused, and nothing of it remains.
+        r = ketch("run", "-d", "--name", "web2", "-p", f"{port}:80", "busybox", "sleep", "60",
+                  check=False)
+        assert r.returncode == 125 and f"{port}" in r.stderr and "allocated" in r.stderr
     finally:
-        ketch("rm", "-f", "web", check=False)
+        ketch("rm", "-f", "web", "web2", check=False)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/i.html", timeout=2)
