@@ -46,6 +46,7 @@ def create(conn: sqlite3.Connection, opts: CreateOptions) -> Container:
     from ketch.engine import images, networks, volumes
 
     networks.mode(opts.network)  # validate the --network value before anything exists
+    ocicli.binary(opts.runtime)  # and the --runtime name
     image = images.resolve(conn, opts.image)
     img = spec.image_section(image.config)
     spec.process_args(opts, img)   # "no command specified" before anything is made

@@ -21,8 +21,10 @@ def binary(name: str = "") -> str:
     """Absolute path of the runtime binary chosen by `--runtime`."""
     if name in ("", "runc", "ketch-runc"):
         name = os.environ.get("KETCH_OCI_RUNTIME") or "ketch-runc"
-    elif name == "vm":
+    elif name in ("vm", "ketch-runv"):
         name = "ketch-runv"
+    elif not name.startswith("/"):
+        raise InvalidArgument(f"unknown or invalid runtime name: {name}")
     if name.startswith("/"):
         if not os.access(name, os.X_OK):
             raise InvalidArgument(f"unknown or invalid runtime name: {name}")
