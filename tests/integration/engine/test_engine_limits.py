@@ -94,6 +94,11 @@ def test_docker_default_caps_masks_shm_and_hostname(ketch, busybox):
     assert lines[2].strip() == "0"                     # /proc/timer_list is masked
     assert any(" /dev/shm " in ln and "size=65536k" in ln for ln in lines)
     assert any(" /proc/sys " in ln and " ro," in ln for ln in lines)
+    seccomp = ketch("run", "--rm", *NONE, busybox, "grep", "^Seccomp:", "/proc/self/status")
+    assert seccomp.stdout.split() == ["Seccomp:", "2"]        # the default profile, filtering
+    unconfined = ketch("run", "--rm", *NONE, "--security-opt", "seccomp=unconfined", busybox,
+                       "grep", "^Seccomp:", "/proc/self/status")
+    assert unconfined.stdout.split() == ["Seccomp:", "0"]
     drop = ketch("run", "--rm", *NONE, "--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE",
                  busybox, "grep", "CapEff", "/proc/self/status").stdout
     assert drop.split()[1] == "0000000000000400"
