@@ -210,20 +210,22 @@ def _finish(proc: dict, linux: dict, argv0: str, env: dict) -> None:
     try:
         os.execve(argv0, proc["args"], env)
     except OSError as exc:
-        raise OSError(exc.errno, f"exec {proc['args'][0]!r}: {exc.strerror}") from exc
+        raise OSError(exc.errno, f'exec: "{proc["args"][0]}": '
+                                 f"{(exc.strerror or '').lower()}") from exc
 
 
 def _lookup(name: str, path: str) -> str:
     if "/" in name:
         if not os.access(name, os.X_OK):
+            # runc's wording, lower case: Docker maps these phrases to exit codes 127/126.
             err = 2 if not os.path.exists(name) else 13
-            raise OSError(err, f"exec: {name!r}: {os.strerror(err)}")
+            raise OSError(err, f'exec: "{name}": stat {name}: {os.strerror(err).lower()}')
         return name
     for d in path.split(":"):
         cand = os.path.join(d or ".", name)
         if os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
-    raise FileNotFoundError(2, f"exec: {name!r}: executable file not found in $PATH")
+    raise FileNotFoundError(2, f'exec: "{name}": executable file not found in $PATH')
 
 
 def preload(spec: dict, proc: dict | None = None) -> dict | None:
