@@ -192,6 +192,27 @@ class CgroupManager:
         self.created = [d for d in self.created if os.path.isdir(d)]
         if any(d in leaves for d in self.created):
             raise FailedPrecondition(f"remove cgroup {self.path}: still busy (processes left in it?)")
+        self._remove_empty_parents()
+
+    def _remove_empty_parents(self) -> None:
+        """rmdir empty ancestors inside ketch's own tree (below the top of cgroup_parent()).
+
+        Containers sharing a parent race for it: the one that made it may go
+        first while others still use it, and the last one out never made it.
+        Everything under the ketch parent is ketch's by design, so whoever
+        leaves last removes it. Outside that tree only dirs this manager made
+        are removed (above).
+        """
+        top = cgroup_parent().split("/")[0]
+        parts = self.path.split("/")
+        if parts[0] != top:
+            return
+        for n in range(len(parts) - 1, 1, -1):
+            for mount in dict.fromkeys(self.mounts.values()):
+                try:
+                    os.rmdir(os.path.join(mount, *parts[:n]))
+                except OSError:
+                    pass  # not empty (another container) or already gone
 
     # --- resources -------------------------------------------------------------------
 

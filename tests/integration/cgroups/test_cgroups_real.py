@@ -209,3 +209,20 @@ def test_new_cgroup_denies_devices_by_default(ketch_env):
         assert _probe_in(m, "/dev/null") == "ok"
     finally:
         m.destroy()
+
+
+def test_last_container_out_removes_a_shared_parent(ketch_env):
+    """The parent made by the first container goes with the last one, whoever made it."""
+    shared = f"{ketch_env['KETCH_CGROUP_PARENT']}/shared"
+    first = manager_for(f"{shared}/a", "a")
+    second = manager_for(f"{shared}/b", "b")
+    first.create()
+    second.create()
+    assert any(d.endswith("/shared") for d in first.created)
+    assert not any(d.endswith("/shared") for d in second.created)
+    first.destroy()
+    parent = os.path.join(LAYOUT.mounts["memory"] if "memory" in LAYOUT.mounts else
+                          LAYOUT.mounts["unified"], shared)
+    assert os.path.isdir(parent)  # still holds b
+    second.destroy()
+    assert not os.path.exists(parent)
