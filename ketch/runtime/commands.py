@@ -43,10 +43,14 @@ def cmd_run(root: str, opts: dict, pos: list[str]) -> int:
     from ketch.runtime.create import create
     c, pid = create(root, pos[0], opts.get("bundle") or ".", **_create_opts(opts),
                     own_console=not opts.get("detach"))
-    if opts.get("detach"):
+    try:
         container.start(c)
+    except BaseException:
+        container.delete(c, force=True)  # a run that cannot start leaves nothing behind
+        raise
+    if opts.get("detach"):
         return 0
-    return run.start_and_wait(c, pid)
+    return run.wait_and_delete(c, pid)
 
 
 def cmd_state(root: str, opts: dict, pos: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""`run` in the foreground: start, forward signals, wait, delete, exit with the status.
+"""`run` in the foreground: forward signals, wait, delete, exit with the status.
 
 `create` made this process a child subreaper, so the container's init (whose
 first parent, stage 1, has exited) is our child and `waitpid` gives its exit
@@ -36,8 +36,8 @@ def wait_for(pid: int) -> int:
             return os.WEXITSTATUS(status)
 
 
-def start_and_wait(c: Container, pid: int) -> int:
-    container.start(c)
+def wait_and_delete(c: Container, pid: int) -> int:
+    """After `start`: relay the terminal (if we hold it), wait for init, delete."""
     if c.console is not None:
         from ketch.runtime import tty
         tty.relay(c.console, lambda: not c.alive())
