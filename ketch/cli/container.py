@@ -14,6 +14,7 @@ import sys
 import click
 
 from ketch.cli._container_flags import create_flags, to_options
+from ketch.cli._exit import DockerCommand
 from ketch.errors import KetchError
 
 CTX = {"ignore_unknown_options": False, "allow_interspersed_args": False}
@@ -112,7 +113,7 @@ def _run_attached(conn, c) -> int:
     return 0 if code is None else code
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-a", "--attach", "attach_", is_flag=True, help="Attach STDOUT/STDERR.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
 @click.argument("containers", nargs=-1, required=True)
@@ -133,7 +134,7 @@ def start(attach_, interactive, containers):
             failed = exc
             click.echo(f"ketch: {exc}", err=True)
     if failed:
-        raise SystemExit(failed.exit_code)
+        raise SystemExit(1)
 
 
 def _each(refs, action, echo=True):
@@ -148,12 +149,12 @@ def _each(refs, action, echo=True):
                 click.echo(ref)
         except KetchError as exc:
             click.echo(f"ketch: {exc}", err=True)
-            rc = exc.exit_code
+            rc = 1
     if rc:
         raise SystemExit(rc)
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait.")
 @click.option("-s", "--signal", "sig", default="", help="Signal to send.")
 @click.argument("containers", nargs=-1, required=True)
@@ -168,7 +169,7 @@ def stop(timeout, sig, containers):
     _each(containers, act)
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait.")
 @click.argument("containers", nargs=-1, required=True)
 def restart(timeout, containers):
@@ -182,7 +183,7 @@ def restart(timeout, containers):
     _each(containers, act)
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-s", "--signal", "sig", default="KILL", help="Signal to send.")
 @click.argument("containers", nargs=-1, required=True)
 def kill(sig, containers):
@@ -191,7 +192,7 @@ def kill(sig, containers):
     _each(containers, lambda conn, c: lifecycle.kill(conn, c, sig))
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
 @click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes.")
 @click.argument("containers", nargs=-1, required=True)
@@ -202,7 +203,7 @@ def rm(force, volumes, containers):
                                                           volumes_too=volumes))
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.argument("containers", nargs=-1, required=True)
 def wait(containers):
     """Block until containers stop, then print their exit codes."""
@@ -281,7 +282,7 @@ def _sizes(conn) -> dict[str, str]:
     return {x.get("Id", ""): human_size(x.get("SizeRw", 0)) for x in du.get("Containers", [])}
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
 @click.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
@@ -325,7 +326,7 @@ def ps(all_, quiet, latest, last, size, no_trunc, filters, fmt):
     click.echo(_format.format_items(rows, fmt, PS_HEADERS, default), nl=False)
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-f", "--format", "fmt", default=None, help="Format output (Go template).")
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
 @click.option("--type", "kind", default="", help="Only container, image or volume.")

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from ketch.cli._exit import DockerCommand
 from ketch.errors import Conflict, InvalidArgument
 
 CTX = {"allow_interspersed_args": False}
@@ -26,7 +27,7 @@ def _split(conn, arg: str):
     return containers.lookup(conn, ref), path or "/"
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid info).")
 @click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
 @click.argument("src")
@@ -42,7 +43,7 @@ def cp(archive, follow_link, src, dst):
 _RUNTIME_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.argument("container")
 def diff(container):
     """Inspect changes to files or directories on a container's filesystem."""
@@ -55,7 +56,7 @@ def diff(container):
         click.echo(f"{'CAD'[ch['Kind']]} {ch['Path']}")
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-a", "--author", default="", help="Author.")
 @click.option("-c", "--change", multiple=True, help="Apply Dockerfile instruction.")
 @click.option("-m", "--message", default="", help="Commit message.")
@@ -91,7 +92,7 @@ def commit(author, change, message, pause, container, repository):
     click.echo(rec.id)
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-o", "--output", default="", help="Write to a file, instead of STDOUT.")
 @click.argument("container")
 def export(output, container):
@@ -116,7 +117,7 @@ STATS_DEFAULT = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemP
                  "{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}")
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
 @click.option("--no-stream", is_flag=True, help="Disable streaming stats, one result only.")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output.")

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from ketch.cli._exit import DockerCommand
 from ketch.errors import Conflict, KetchError
 
 CTX = {"ignore_unknown_options": False, "allow_interspersed_args": False}
@@ -24,7 +25,7 @@ def _get(ref: str):
     return conn, containers.lookup(conn, ref)
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("-f", "--follow", is_flag=True, help="Follow log output.")
 @click.option("-n", "--tail", default="all", help="Number of lines to show from the end.")
 @click.option("--since", default="", help="Show logs since timestamp or relative (42m).")
@@ -50,7 +51,7 @@ def logs(follow, tail, since, until, timestamps, details, container):
         target.flush()
 
 
-@click.command("exec", context_settings=CTX)
+@click.command("exec", cls=DockerCommand, context_settings=CTX)
 @click.option("-d", "--detach", is_flag=True, help="Detached mode.")
 @click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
 @click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
@@ -69,7 +70,7 @@ def exec_(detach, interactive, tty, env, user, workdir, privileged, container, c
     sys.exit(code)
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals.")
 @click.argument("container")
@@ -121,21 +122,21 @@ def _runtime_verb(refs, verb: str, want: str, new: str, msg: str) -> None:
         click.echo(ref)
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.argument("containers", nargs=-1, required=True)
 def pause(containers):
     """Pause all processes within one or more containers."""
     _runtime_verb(containers, "pause", "running", "paused", "Container {id} is not running")
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.argument("containers", nargs=-1, required=True)
 def unpause(containers):
     """Unpause all processes within one or more containers."""
     _runtime_verb(containers, "resume", "paused", "running", "Container {id} is not paused")
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.argument("container")
 @click.argument("new_name")
 def rename(container, new_name):
@@ -155,7 +156,7 @@ def rename(container, new_name):
                             "container to be able to reuse that name.") from None
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.option("--cpus", default=None, help="Number of CPUs.")
 @click.option("-m", "--memory", default=None, help="Memory limit.")
 @click.option("--memory-swap", default=None, help="Swap limit (memory + swap), -1 unlimited.")
@@ -190,7 +191,7 @@ def update(cpus, memory, memory_swap, pids_limit, restart, containers):
         click.echo(ref)
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.argument("container")
 @click.argument("ps_args", nargs=-1)
 def top(container, ps_args):
@@ -211,7 +212,7 @@ def top(container, ps_args):
     click.echo(out.stdout, nl=False)
 
 
-@click.command(context_settings=CTX)
+@click.command(cls=DockerCommand, context_settings=CTX)
 @click.argument("container")
 @click.argument("port", required=False)
 def port(container, port):
@@ -232,6 +233,9 @@ def port(container, port):
 @click.group(context_settings=CTX)
 def container():
     """Manage containers."""
+
+
+container.command_class = DockerCommand
 
 
 @container.command("cleanup", hidden=True)

@@ -11,6 +11,7 @@ import time
 import click
 
 from ketch import __version__, paths
+from ketch.cli._exit import DockerCommand
 from ketch.errors import KetchError
 
 CTX = {"allow_interspersed_args": False}
@@ -155,6 +156,9 @@ def _match(e: dict, filters) -> bool:
 @click.group(context_settings=CTX)
 def system():
     """Manage ketch."""
+
+
+system.command_class = DockerCommand
 
 
 system.add_command(info, "info")

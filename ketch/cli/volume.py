@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ketch.cli._exit import DockerCommand
 from ketch.errors import KetchError
 
 CTX = {"allow_interspersed_args": False}
@@ -19,6 +20,9 @@ def _conn():
 @click.group(context_settings=CTX)
 def volume():
     """Manage volumes."""
+
+
+volume.command_class = DockerCommand
 
 
 @volume.command("create")
@@ -91,7 +95,7 @@ def rm(force, names):
             click.echo(n)
         except KetchError as exc:
             click.echo(f"ketch: {exc}", err=True)
-            rc = exc.exit_code
+            rc = 1
     if rc:
         raise SystemExit(rc)
 
