@@ -35,12 +35,17 @@ def remove_cgroup_parent(parent: str) -> None:
                     os.rmdir(dirpath)
 
 
-def timed(argv: list[str], env: dict) -> float:
+FAILURES: dict[str, str] = {}
+
+
+def timed(argv: list[str], env: dict, name: str = "") -> float | None:
+    """Wall time of one command; a failure is noted (and reported) instead of timed."""
     t = time.perf_counter()
     proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     dt = time.perf_counter() - t
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()[-400:]}")
+        FAILURES[name or argv[0]] = proc.stderr.decode().strip()[-300:]
+        return None
     return dt
 
 
@@ -120,23 +125,30 @@ def main() -> None:
         pod = None if args.no_podman else podman(tmp)
         runs = contenders(env, docker, pod)
         times: dict[str, list[float]] = {k: [] for k in runs}
-        for argv, e in runs.values():   # warm-up (page cache, bytecode)
-            timed(argv, e)
+        for name, (argv, e) in runs.items():   # warm-up (page cache, bytecode)
+            timed(argv, e, name)
         for _ in range(args.rounds):
             for name, (argv, e) in runs.items():
-                times[name].append(timed(argv, e))
+                dt = timed(argv, e, name)
+                if dt is not None:
+                    times[name].append(dt)
         key = "docker run --rm --network none"
-        base = statistics.median(times[key]) if key in times else None
+        base = statistics.median(times[key]) if times.get(key) else None
         print(f"start+exit+remove of `true`, {args.rounds} alternating rounds (median, min)")
         for name, ts in times.items():
+            if not ts:
+                print(f"  {name:<40} failed: {FAILURES.get(name, '?')}")
+                continue
             rel = f"  {statistics.median(ts) / base:.2f}x docker" if base else ""
             print(f"  {name:<40} {statistics.median(ts) * 1000:7.0f} ms "
                   f"{min(ts) * 1000:7.0f} ms{rel}")
         for _ in range(args.ps):
             subprocess.run([KETCH, "create", "--network", "none", "busybox", *CMD], env=env,
                            check=True, capture_output=True)
-        ps = [timed([KETCH, "ps", "-a"], env) for _ in range(10)]
-        helps = [timed([KETCH, "--help"], env) for _ in range(10)]
+        ps = [t for _ in range(10) if (t := timed([KETCH, "ps", "-a"], env)) is not None]
+        helps = [t for _ in range(10) if (t := timed([KETCH, "--help"], env)) is not None]
+        for name, msg in FAILURES.items():
+            print(f"  note: {name} failed at least once: {msg}")
         print(f"  ketch ps -a with {args.ps} containers        "
               f"{statistics.median(ps) * 1000:7.0f} ms {min(ps) * 1000:7.0f} ms")
         print(f"  ketch --help                               "
