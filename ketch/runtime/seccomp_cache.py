@@ -58,9 +58,19 @@ def directory() -> str:
     return os.path.join(os.environ.get("KETCH_RUNROOT") or "/run/ketch", "seccomp")
 
 
+def _trusted(st: os.stat_result) -> bool:
+    """Ours and writable by nobody else: a planted program would weaken every container."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
 def lookup(k: str) -> bytes | None:
+    d = directory()
     try:
-        with open(os.path.join(directory(), f"{k}.bpf"), "rb") as f:
+        if not _trusted(os.stat(d)):
+            return None
+        with open(os.path.join(d, f"{k}.bpf"), "rb") as f:
+            if not _trusted(os.fstat(f.fileno())):
+                return None
             prog = f.read()
     except OSError:
         return None

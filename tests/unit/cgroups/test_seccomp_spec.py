@@ -139,3 +139,19 @@ def test_cache_key_lookup_and_store(tmp_path, monkeypatch):
         f.write(b"\x00")  # no longer whole instructions
     assert seccomp_cache.lookup(k) is None
     assert seccomp_cache.flags({"flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG"]}) == 3
+
+
+def test_cache_ignores_entries_others_could_have_written(tmp_path, monkeypatch):
+    from ketch.runtime import seccomp_cache
+
+    monkeypatch.setenv("KETCH_RUNROOT", str(tmp_path))
+    spec = {"defaultAction": "SCMP_ACT_ALLOW"}
+    k = seccomp_cache.key(spec)
+    seccomp_cache.store(k, seccomp_cache.export(seccomp.compile(spec)))
+    assert seccomp_cache.lookup(k) is not None
+    path = os.path.join(seccomp_cache.directory(), f"{k}.bpf")
+    os.chmod(path, 0o666)
+    assert seccomp_cache.lookup(k) is None
+    os.chmod(path, 0o600)
+    os.chmod(seccomp_cache.directory(), 0o777)
+    assert seccomp_cache.lookup(k) is None
