@@ -66,6 +66,8 @@ def _memory(paths: dict[str, str], m: dict) -> None:
     limit, swap = m.get("limit") or 0, m.get("swap") or 0
     if m.get("reservation"):
         fs.write(d, "memory.soft_limit_in_bytes", m["reservation"], f"{f}.reservation")
+    if limit == -1 and not swap and fs.exists(d, "memory.memsw.limit_in_bytes"):
+        swap = -1  # unlimited memory with swap unset: memory+swap unlimited too (runc)
     if swap and not fs.exists(d, "memory.memsw.limit_in_bytes"):
         if swap != -1:
             raise FailedPrecondition(f"{f}.swap: swap accounting is disabled on this host (no memory.memsw.*)")

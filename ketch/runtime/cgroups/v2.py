@@ -52,6 +52,9 @@ def apply(directory: str, r: dict, extra_devices: list | None = None) -> None:
         fs.write(d, "memory.max", "max" if m["limit"] == -1 else m["limit"], f"{F}.memory.limit")
     if m.get("swap"):
         fs.write(d, "memory.swap.max", swap_max(m.get("limit") or 0, m["swap"]), f"{F}.memory.swap")
+    elif m.get("limit") == -1 and fs.exists(d, "memory.swap.max"):
+        # v1 semantics: unlimited memory with swap unset means unlimited memory+swap.
+        fs.write(d, "memory.swap.max", "max", f"{F}.memory.swap")
     if m.get("reservation"):
         fs.write(d, "memory.low", "max" if m["reservation"] == -1 else m["reservation"],
                  f"{F}.memory.reservation")

@@ -187,3 +187,12 @@ def test_blkio_stats_prefer_the_schedulers_counters(hybridtree):
         {"major": 8, "minor": 16, "op": "Read", "value": 123},
         {"major": 8, "minor": 16, "op": "Write", "value": 45}]
     assert s["ioServicedRecursive"] == [{"major": 8, "minor": 16, "op": "Read", "value": 3}]
+
+
+def test_unlimited_memory_lifts_memsw_too(v1tree, writes):
+    m = _mgr(v1tree)
+    m.set({"memory": {"limit": 48 * MIB, "swap": 64 * MIB}})
+    writes.clear()
+    m.set({"memory": {"limit": -1}})
+    assert [(w[0], w[1]) for w in writes] == [("memory.memsw.limit_in_bytes", "-1"),
+                                              ("memory.limit_in_bytes", "-1")]

@@ -96,6 +96,10 @@ def test_v2_unlimited_quota_and_unmappable(v2tree):
     m.create()
     m.set({"cpu": {"quota": -1, "period": 100000}})
     assert fs.read(m.paths["unified"], "cpu.max") == "max 100000"
+    m.set({"memory": {"limit": 64 * MIB, "swap": 96 * MIB}})
+    m.set({"memory": {"limit": -1}})  # unlimited memory, swap unset: unlimited swap too (runc)
+    assert fs.read(m.paths["unified"], "memory.max") == "max"
+    assert fs.read(m.paths["unified"], "memory.swap.max") == "max"
     with pytest.raises(InvalidArgument, match="swappiness"):
         m.set({"memory": {"swappiness": 10}})
     with pytest.raises(FailedPrecondition, match="net_cls"):
