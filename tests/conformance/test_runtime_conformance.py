@@ -63,8 +63,16 @@ def test_ci_subset_does_not_regress(tmp_path):
         pytest.skip(f"the conformance suite is not at {RUN_SH}")
     need_root()
     exe = command("ketch-runc")
+    # The suite is built once into the shared cache (build.sh prints where); the
+    # bundles of this run go to our own dir, so a concurrent run cannot remove them.
+    built = subprocess.run([str(RUN_SH.with_name("build.sh"))], capture_output=True,
+                           text=True, timeout=600)
+    if built.returncode != 0:
+        pytest.fail(f"building the suite failed: {built.stderr[-1000:]}")
     env = dict(os.environ, KETCH_RUNC_ROOT=str(tmp_path / "state"),
-               LOGDIR=str(tmp_path / "logs"), TEST_TIMEOUT="60")
+               LOGDIR=str(tmp_path / "logs"), TEST_TIMEOUT="60",
+               RTOOLS_BIN=built.stdout.strip().splitlines()[-1],
+               RTOOLS_CACHE=str(tmp_path / "cache"))
     proc = subprocess.run([str(RUN_SH), exe, *CI_SUBSET], capture_output=True, text=True,
                           env=env, cwd=Path(__file__).resolve().parents[2], timeout=900)
     results = parse(proc.stdout)
