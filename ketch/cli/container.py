@@ -1,19 +1,18 @@
-"""`ketch run`, `create`, `start`, `stop`, `restart`, `kill`, `rm`, `ps`, `wait`, `inspect`.
+"""`ketch start`, `stop`, `restart`, `kill`, `rm`, `ps`, `wait`, `inspect`.
 
-A thin layer: argv -> CreateOptions (cli/_container_flags.py) -> engine ->
-a report rendered like Docker's. The rest of the container commands live in
-cli/container_more.py and are re-exported here for the lazy command map.
+A thin layer: argv -> engine -> a report rendered like Docker's. `run` and
+`create` (sixty flags: cli/container_run.py) and the other container commands
+(cli/container_more.py, cli/container_fs.py) are loaded through this module's
+__getattr__, so `ketch ps` builds none of their options.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
 
 import click
 
-from ketch.cli._container_flags import create_flags, to_options
 from ketch.cli._exit import DockerCommand
 from ketch.errors import KetchError
 
@@ -23,94 +22,6 @@ CTX = {"ignore_unknown_options": False, "allow_interspersed_args": False}
 def _conn():
     from ketch.engine import containers
     return containers.connect()
-
-
-def _create(kw: dict):
-    from ketch.engine import lifecycle
-    from ketch.errors import NotFound
-    opts = to_options(kw)
-    conn = _conn()
-    if kw.get("pull") == "always":
-        _pull(opts.image, kw.get("platform"))
-    try:
-        return conn, lifecycle.create(conn, opts)
-    except NotFound as exc:
-        if kw.get("pull") == "never" or "image" not in str(exc).lower():
-            raise
-    click.echo(f"Unable to find image '{opts.image}' locally", err=True)
-    _pull(opts.image, kw.get("platform"))
-    return conn, lifecycle.create(conn, opts)
-
-
-def _pull(ref: str, platform: str | None) -> None:
-    try:
-        from ketch.engine import distribution
-    except ImportError:
-        raise KetchError(f"pull access denied for {ref}: no registry client") from None
-    distribution.pull(ref, platform=platform or None)
-
-
-@click.command(context_settings=CTX)
-@create_flags
-def create(**kw):
-    """Create a new container."""
-    _conn_, c = _create(kw)
-    click.echo(c.id)
-
-
-@click.command(context_settings=CTX)
-@create_flags
-def run(**kw):
-    """Create and run a new container from an image."""
-    from ketch.engine import lifecycle
-    conn, c = _create(kw)
-    if kw["detach"]:
-        try:
-            lifecycle.start(conn, c)
-        except KetchError:
-            if c.options.auto_remove:
-                lifecycle.remove(conn, lifecycle.containers.get(conn, c.id), force=True)
-            raise
-        click.echo(c.id)
-        return
-    sys.exit(_run_attached(conn, c))
-
-
-def _run_attached(conn, c) -> int:
-    """Foreground run: hold the 'attached' lock, copy stdio, then clean up ourselves."""
-    import fcntl
-    import os
-
-    from ketch.engine import attach, containers, lifecycle, monitor, ocicli
-    sdir = monitor.state_dir(c.id)
-    sdir.mkdir(parents=True, exist_ok=True)
-    lock = os.open(sdir / "attached", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-        sock = lifecycle.start(conn, c, attach=True)
-    except KetchError:
-        os.close(lock)
-        if c.options.auto_remove:
-            lifecycle.remove(conn, containers.get(conn, c.id), force=True)
-        raise
-
-    def forward(signum, _frame):
-        ocicli.run(c.options.runtime, "kill", c.id, str(signum), check=False)
-    if not c.options.tty:
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, forward)
-    bundle = str(lifecycle.bundle_dir(c.id))
-    try:
-        detached = attach.pump(sock, stdin=c.options.interactive, tty=c.options.tty,
-                               on_resize=lambda r, col: monitor.resize(c.id, bundle, r, col))
-    finally:
-        sock.close()
-    if detached:   # the monitor's exit command cleans up when it ends
-        os.close(lock)
-        return 0
-    code = lifecycle.cleanup(conn, c.id, foreground=True)
-    os.close(lock)
-    return 0 if code is None else code
 
 
 @click.command(cls=DockerCommand, context_settings=CTX)
@@ -127,7 +38,8 @@ def start(attach_, interactive, containers):
         try:
             c = store.lookup(conn, ref)
             if attach_ and len(containers) == 1:
-                sys.exit(_run_attached(conn, c))
+                from ketch.cli.container_run import run_attached
+                sys.exit(run_attached(conn, c))
             lifecycle.start(conn, c)
             click.echo(ref)
         except KetchError as exc:
@@ -383,7 +295,7 @@ def _inspect_one(name: str, kind: str) -> dict:
     raise NotFound(name)
 
 
-_MORE = {"attach": "more", "container": "more", "exec_": "more", "logs": "more",
+_MORE = {"run": "run", "create": "run", "attach": "more", "container": "more", "exec_": "more", "logs": "more",
          "pause": "more", "port": "more", "rename": "more", "top": "more", "unpause": "more",
          "update": "more", "commit": "fs", "cp": "fs", "diff": "fs", "export": "fs",
          "stats": "fs"}

@@ -1,0 +1,111 @@
+"""`ketch run` and `ketch create`: flags -> CreateOptions -> engine; the foreground run.
+
+A foreground run holds an flock on the container's `attached` file while it
+copies stdio, so the monitor's exit command leaves the cleanup to it; it then
+records the exit, applies --rm, and exits with the container's code.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+
+from ketch.cli._container_flags import create_flags, to_options
+from ketch.errors import KetchError
+
+CTX = {"ignore_unknown_options": False, "allow_interspersed_args": False}
+
+
+def _conn():
+    from ketch.engine import containers
+    return containers.connect()
+
+
+def _create(kw: dict):
+    from ketch.engine import lifecycle
+    from ketch.errors import NotFound
+    opts = to_options(kw)
+    conn = _conn()
+    if kw.get("pull") == "always":
+        _pull(opts.image, kw.get("platform"))
+    try:
+        return conn, lifecycle.create(conn, opts)
+    except NotFound as exc:
+        if kw.get("pull") == "never" or "image" not in str(exc).lower():
+            raise
+    click.echo(f"Unable to find image '{opts.image}' locally", err=True)
+    _pull(opts.image, kw.get("platform"))
+    return conn, lifecycle.create(conn, opts)
+
+
+def _pull(ref: str, platform: str | None) -> None:
+    try:
+        from ketch.engine import distribution
+    except ImportError:
+        raise KetchError(f"pull access denied for {ref}: no registry client") from None
+    distribution.pull(ref, platform=platform or None)
+
+
+@click.command(context_settings=CTX)
+@create_flags
+def create(**kw):
+    """Create a new container."""
+    _conn_, c = _create(kw)
+    click.echo(c.id)
+
+
+@click.command(context_settings=CTX)
+@create_flags
+def run(**kw):
+    """Create and run a new container from an image."""
+    from ketch.engine import lifecycle
+    conn, c = _create(kw)
+    if kw["detach"]:
+        try:
+            lifecycle.start(conn, c)
+        except KetchError:
+            if c.options.auto_remove:
+                lifecycle.remove(conn, lifecycle.containers.get(conn, c.id), force=True)
+            raise
+        click.echo(c.id)
+        return
+    sys.exit(run_attached(conn, c))
+
+
+def run_attached(conn, c) -> int:
+    """Foreground run: hold the 'attached' lock, copy stdio, then clean up ourselves."""
+    import fcntl
+    import os
+
+    from ketch.engine import attach, containers, lifecycle, monitor, ocicli
+    sdir = monitor.state_dir(c.id)
+    sdir.mkdir(parents=True, exist_ok=True)
+    lock = os.open(sdir / "attached", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        sock = lifecycle.start(conn, c, attach=True)
+    except KetchError:
+        os.close(lock)
+        if c.options.auto_remove:
+            lifecycle.remove(conn, containers.get(conn, c.id), force=True)
+        raise
+
+    def forward(signum, _frame):
+        ocicli.run(c.options.runtime, "kill", c.id, str(signum), check=False)
+    if not c.options.tty:
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, forward)
+    bundle = str(lifecycle.bundle_dir(c.id))
+    try:
+        detached = attach.pump(sock, stdin=c.options.interactive, tty=c.options.tty,
+                               on_resize=lambda r, col: monitor.resize(c.id, bundle, r, col))
+    finally:
+        sock.close()
+    if detached:   # the monitor's exit command cleans up when it ends
+        os.close(lock)
+        return 0
+    code = lifecycle.cleanup(conn, c.id, foreground=True)
+    os.close(lock)
+    return 0 if code is None else code
