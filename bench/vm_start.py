@@ -49,12 +49,22 @@ def make_bundle(top: Path, args: list[str], network: bool) -> Path:
     return bundle
 
 
-def first_output(runv: list[str], bundle: Path, cid: str) -> float:
+def qemu_cpu_seconds(state: Path) -> float:
+    """CPU time QEMU has used so far: what the boot costs, whatever the load."""
+    pid = int((state / "qemu.pid").read_text())
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def first_output(runv: list[str], bundle: Path, cid: str, cpu: list[float] | None = None) -> float:
     t0 = time.perf_counter()
     proc = subprocess.Popen([*runv, "run", "--bundle", str(bundle), cid],
                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     proc.stdout.read(1)
     elapsed = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(qemu_cpu_seconds(Path(runv[-1]) / cid))
     proc.stdout.read()
     proc.wait()
     return elapsed
@@ -77,6 +87,7 @@ def main() -> None:
     ap.add_argument("--network", action="store_true", help="with QEMU user networking")
     args = ap.parse_args()
     results: dict[str, list[float]] = {"ketch-runv: first output of echo": [],
+                                       "QEMU CPU seconds to that output": [],
                                        "ketch-runv run true": []}
     runc_bin = BIN / "ketch-runc"
     with tempfile.TemporaryDirectory(prefix="ketch-bench-vm-") as tmp:
@@ -89,7 +100,8 @@ def main() -> None:
             results["ketch-runc run true"] = []
         load0 = os.getloadavg()[0]
         for i in range(args.n):
-            results["ketch-runv: first output of echo"].append(first_output(runv, echo, f"e{i}"))
+            results["ketch-runv: first output of echo"].append(
+                first_output(runv, echo, f"e{i}", results["QEMU CPU seconds to that output"]))
             results["ketch-runv run true"].append(wall([*runv, "run", "--bundle", str(true), f"t{i}"]))
             if runc_bin.exists():
                 results["ketch-runc run true"].append(

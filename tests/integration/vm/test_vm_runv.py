@@ -217,3 +217,20 @@ def test_vm_terminal_and_published_port(runv, tmp_path: Path):
         os.close(master)
         console.close()
         runv("delete", "--force", "vm3")
+
+
+def test_vm_guest_failure_reports_console_and_leaves_nothing(runv, tmp_path: Path):
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    # The destination lies under a regular file: the guest init cannot mount it.
+    bundle = make_bundle(tmp_path, ["true"], mounts=[
+        {"destination": "/bin/busybox/sub", "type": "bind", "source": str(vol), "options": ["rbind"]}])
+    r = runv("run", "--bundle", str(bundle), "broken")
+    assert r.returncode == 1
+    msg = r.stderr.decode()
+    assert msg.startswith("ketch-runv: micro-VM boot failed: guest init: mount volume ketchfs0 on "
+                          "/bin/busybox/sub: "), msg
+    assert "; console: " in msg and "ketch-init: mount volume" in msg.split("; console: ", 1)[1]
+    assert msg.count("\n") == 1
+    assert not (runv.root / "broken").exists()
+    assert vm_processes(str(tmp_path)) == []
