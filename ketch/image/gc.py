@@ -59,6 +59,7 @@ def collect(store: ImageStore) -> int:
                 "SELECT key FROM snapshots WHERE kind='layer'").fetchall():
             if key not in keep:
                 freed += _drop_snapshot(store, key)
+        freed += _drop_orphan_rootfs(store)
         known = {r[0] for r in store.conn.execute("SELECT key FROM snapshots")}
         for key in store.snap.keys():
             if key not in known:   # left by a crash between unpack and record
@@ -74,6 +75,32 @@ def collect(store: ImageStore) -> int:
         # A killed pull leaves its ingest for the next pull to resume; a day
         # later nobody is coming back for it.
         freed += store.content.expire_ingests(INGEST_MAX_AGE)
+    return freed
+
+
+def orphan_rootfs(store: ImageStore) -> list[str]:
+    """Container snapshots whose container the engine no longer knows."""
+    c = store.conn
+    if not c.execute("SELECT 1 FROM sqlite_master WHERE type='table' "
+                     "AND name='containers'").fetchone():
+        return []
+    return [r[0] for r in c.execute(
+        "SELECT key FROM snapshots WHERE kind='active' "
+        "AND key NOT IN (SELECT id FROM containers)")]
+
+
+def _drop_orphan_rootfs(store: ImageStore) -> int:
+    # Left by a crash between removing a container and its rootfs. One still
+    # mounted somewhere is left alone: deleting under a mount would be worse.
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mounted = f.read()
+    except OSError:
+        return 0
+    freed = 0
+    for key in orphan_rootfs(store):
+        if str(store.snap.dir(key)) not in mounted:
+            freed += _drop_snapshot(store, key)
     return freed
 
 
@@ -210,4 +237,7 @@ def check(store: ImageStore, verify_blobs: bool = True) -> list[str]:
     for key in store.snap.keys():
         if key not in known:
             problems.append(f"snapshot directory {key[:12]} is not in the database")
+    for key in orphan_rootfs(store):
+        problems.append(f"container snapshot {key[:12]}: no such container "
+                        f"(`ketch image prune` removes it)")
     return problems

@@ -51,6 +51,3 @@ class CopySnapshotter(Snapshotter):
         if not fs.is_dir():
             raise NotFound(f"snapshot {key!r} not found")
         return [{"type": "bind", "source": str(fs), "options": ["rbind", "rw"]}]
-
-    def view_mounts(self, parents: list[str]) -> list[dict]:
-        return [{"type": "bind", "source": str(self.fs(parents[0])), "options": ["rbind", "ro"]}]

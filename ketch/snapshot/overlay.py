@@ -60,14 +60,6 @@ class OverlaySnapshotter(Snapshotter):
                  "options": [f"lowerdir={self._lowers(parents)}", f"upperdir={d / 'fs'}",
                              f"workdir={d / 'work'}"]}]
 
-    def view_mounts(self, parents: list[str]) -> list[dict]:
-        """Read-only mounts of a chain (no upper), for export and diff."""
-        if len(parents) == 1:
-            return [{"type": "bind", "source": str(self.fs(parents[0])),
-                     "options": ["rbind", "ro"]}]
-        return [{"type": "overlay", "source": "overlay",
-                 "options": [f"lowerdir={self._lowers(parents)}"]}]
-
     def remove(self, key: str) -> None:
         super().remove(key)
         for n in (12, 20, 32, len(key)):

@@ -125,3 +125,16 @@ def test_load_legacy_docker_save_with_linked_layers(store, tmp_path):
     src = archive._Source(path)
     assert not src.has("ccc/layer.tar")
     src.close()
+
+
+def test_rootfs_of_a_vanished_container_is_reported_then_collected(store):
+    rec = _base(store)
+    store.conn.execute("CREATE TABLE containers (id TEXT PRIMARY KEY, image_id TEXT)")
+    store.conn.execute("INSERT INTO containers VALUES ('alive', ?)", (rec.id,))
+    store.prepare_rootfs(rec, "alive")
+    store.prepare_rootfs(rec, "ghost")          # its container row never existed
+    assert [p for p in gc.check(store) if "ghost" in p] == [
+        "container snapshot ghost: no such container (`ketch image prune` removes it)"]
+    gc.collect(store)
+    assert store.snap.exists("alive") and not store.snap.exists("ghost")
+    assert gc.check(store) == []
