@@ -1,0 +1,121 @@
+"""Docker and Podman run busybox containers through ketch-runc.
+
+Every test runs once per engine (see conftest.py): Docker with
+`--runtime ketch` (`dockerd --add-runtime ketch=<ketch-runc>`), Podman with
+`--runtime <ketch-runc>`. Each checks what the container sees from inside
+(or the host's cgroup file), and the exit status the engine reports: the
+engine turns ketch-runc's error wording into 126/127 just as it does with
+runc's, so those codes prove the wording is runc's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.interop.engines import Engine
+
+IMAGE = "busybox"
+MIB = 1 << 20
+
+
+def run(engine: Engine, *args: str) -> subprocess.CompletedProcess:
+    """`<engine> run --rm` with the engine's private flags, then args."""
+    return engine(*engine.run_args(), "--rm", *args)
+
+
+def test_true_exits_zero(engine):
+    proc = run(engine, IMAGE, "true")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_exit_status_passes_through(engine):
+    proc = run(engine, IMAGE, "sh", "-c", "echo out; exit 3")
+    assert (proc.returncode, proc.stdout) == (3, "out\n"), proc.stderr
+
+
+def test_user_sets_uid_and_gid(engine):
+    proc = run(engine, "--user", "65534:65534", IMAGE, "sh", "-c", "id -u; id -g; id -G")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["65534", "65534", "65534"]
+
+
+def test_read_only_root_with_a_writable_tmpfs(engine):
+    script = "echo kept > /t/f && cat /t/f; touch /x"
+    proc = run(engine, "--read-only", "--tmpfs", "/t", IMAGE, "sh", "-c", script)
+    assert proc.stdout == "kept\n", proc.stderr
+    assert proc.returncode == 1
+    assert "Read-only file system" in proc.stderr  # EROFS, not a permission problem
+
+
+def test_memory_limit_seen_inside(engine):
+    # v1 (hybrid here) or v2: the container's own cgroup is mounted at /sys/fs/cgroup.
+    script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null"
+              " || cat /sys/fs/cgroup/memory.max")
+    proc = run(engine, "--memory", "64m", IMAGE, "sh", "-c", script)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(64 * MIB)
+
+
+def test_no_new_privileges(engine):
+    proc = run(engine, "--security-opt", "no-new-privileges", IMAGE,
+               "grep", "NoNewPrivs", "/proc/self/status")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["NoNewPrivs:", "1"]
+
+
+@pytest.mark.parametrize("argv, code", [
+    (["/no/such/cmd"], 127),   # no such file
+    (["nosuchcmd"], 127),      # not in $PATH
+    (["/etc/passwd"], 126),    # not executable
+])
+def test_command_that_cannot_run(engine, argv, code):
+    proc = run(engine, IMAGE, *argv)
+    assert proc.returncode == code, proc.stderr
+    assert argv[0] in proc.stderr
+
+
+def _host_memory_limit(pid: int) -> int:
+    """The memory limit of the cgroup `pid` is in, read on the host (v1 or v2)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _hid, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return int(Path("/sys/fs/cgroup/memory", path.lstrip("/"),
+                            "memory.limit_in_bytes").read_text())
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return int(Path("/sys/fs/cgroup", line[3:].lstrip("/"), "memory.max").read_text())
+    raise AssertionError(f"no memory cgroup for pid {pid}")
+
+
+def test_exec_into_a_detached_container(engine):
+    name = f"ketch-exec-{engine.name}"
+    created = engine(*engine.run_args(), "-d", "--name", name, "--memory", "64m", IMAGE,
+                     "sleep", "300")
+    assert created.returncode == 0, created.stderr
+    try:
+        pid = int(engine("inspect", "-f", "{{.State.Pid}}", name, check=True).stdout)
+        assert _host_memory_limit(pid) == 64 * MIB
+
+        proc = engine("exec", name, "sh", "-c", "echo from-exec; exit 5")
+        assert (proc.returncode, proc.stdout) == (5, "from-exec\n"), proc.stderr
+        proc = engine("exec", "--user", "65534", name, "id", "-u")
+        assert (proc.returncode, proc.stdout) == (0, "65534\n"), proc.stderr
+        # The exec'd process is in the container: same pid namespace, sees pid 1's sleep.
+        proc = engine("exec", name, "cat", "/proc/1/cmdline")
+        assert proc.stdout.split("\0")[:2] == ["sleep", "300"], proc.stderr
+        # Without --security-opt, no_new_privs stays off (the test above can fail).
+        proc = engine("exec", name, "grep", "NoNewPrivs", "/proc/self/status")
+        assert proc.stdout.split() == ["NoNewPrivs:", "0"], proc.stderr
+        # Docker reports any failed exec as 126; Podman tells 127 from 126.
+        proc = engine("exec", name, "/no/such/cmd")
+        assert proc.returncode == {"docker": 126, "podman": 127}[engine.name], proc.stderr
+
+        engine("kill", name, check=True)
+        code = engine("wait", name, check=True).stdout.strip()
+        assert code == "137"  # 128 + SIGKILL, as the engine saw the container end
+    finally:
+        engine("rm", "--force", name)
