@@ -138,3 +138,39 @@ def test_rootfs_of_a_vanished_container_is_reported_then_collected(store):
     gc.collect(store)
     assert store.snap.exists("alive") and not store.snap.exists("ghost")
     assert gc.check(store) == []
+
+
+def test_oci_layout_with_a_tampered_blob_is_refused(store, tmp_path):
+    import json
+
+    from ketch.errors import DataError
+    from ketch.image import archive
+    from ketch.oci import digest, image_spec
+
+    lay = tmp_path / "layout"
+    (lay / "blobs" / "sha256").mkdir(parents=True)
+
+    def blob(data: bytes) -> str:
+        d = digest.of_bytes(data)
+        (lay / "blobs" / "sha256" / d[7:]).write_bytes(data)
+        return d
+
+    layer = layer_tar({"f": b"1"}).getvalue()
+    cfg = json.dumps({"os": "linux", "architecture": "amd64", "rootfs": {
+        "type": "layers", "diff_ids": [digest.of_bytes(layer)]}}).encode()
+    ldig, cdig = blob(layer), blob(cfg)
+    man = json.dumps({"schemaVersion": 2, "mediaType": image_spec.OCI_MANIFEST,
+                      "config": {"mediaType": image_spec.OCI_CONFIG, "digest": cdig,
+                                 "size": len(cfg)},
+                      "layers": [{"mediaType": image_spec.OCI_LAYER, "digest": ldig,
+                                  "size": len(layer)}]}).encode()
+    mdig = blob(man)
+    (lay / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": image_spec.OCI_MANIFEST, "digest": mdig, "size": len(man),
+         "annotations": {"org.opencontainers.image.ref.name": "example.com/t:1"}}]}))
+    (lay / "blobs" / "sha256" / ldig[7:]).write_bytes(layer[:-512] + b"x" * 512)
+    with pytest.raises(DataError, match="digest mismatch"):
+        archive.load(store, lay)
+    assert store.summaries() == [] and gc.check(store) == []
+    (lay / "blobs" / "sha256" / ldig[7:]).write_bytes(layer)
+    assert archive.load(store, lay) == ["Loaded image: example.com/t:1"]
