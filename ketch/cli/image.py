@@ -47,12 +47,8 @@ def images(repository, show_all, quiet, digests, no_trunc, filters, fmt):
     filters = list(filters) + ([f"reference={repository}"] if repository else [])
     rows = _images().list_rows(_conn(), show_all, filters)
     if quiet:
-        seen = []
-        for r in rows:
-            i = _format.truncate_id(r["ID"], no_trunc) if not no_trunc else r["ID"]
-            if i not in seen:
-                seen.append(i)
-        click.echo("".join(i + "\n" for i in seen), nl=False)
+        ids = [r["ID"] if no_trunc else _format.truncate_id(r["ID"]) for r in rows]
+        click.echo("".join(i + "\n" for i in dict.fromkeys(ids)), nl=False)  # once each
         return
     items = [_image_item(r, no_trunc) for r in rows]
     default = IMAGES_DIGESTS if digests else IMAGES_DEFAULT
