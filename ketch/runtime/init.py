@@ -216,7 +216,8 @@ def _finish(proc: dict, linux: dict, argv0: str, env: dict) -> None:
 
 def _lookup(name: str, path: str) -> str:
     if "/" in name:
-        if not os.access(name, os.X_OK):
+        # A directory passes X_OK for root, but execve fails on it: runc refuses it here.
+        if not os.access(name, os.X_OK) or os.path.isdir(name):
             # runc's wording, lower case: Docker maps these phrases to exit codes 127/126.
             err = 2 if not os.path.exists(name) else 13
             raise OSError(err, f'exec: "{name}": stat {name}: {os.strerror(err).lower()}')
