@@ -71,6 +71,7 @@ def test_no_new_privileges(engine):
     (["/no/such/cmd"], 127),   # no such file
     (["nosuchcmd"], 127),      # not in $PATH
     (["/etc/passwd"], 126),    # not executable
+    (["/"], 126),              # a directory
 ])
 def test_command_that_cannot_run(engine, argv, code):
     proc = run(engine, IMAGE, *argv)
