@@ -54,7 +54,13 @@ def _need(layout: Layout, ctrl: str, field: str) -> None:
     else:
         ok = layout.has(ctrl)
     if not ok:
-        raise FailedPrecondition(f"{field}: the {ctrl} cgroup controller is not available on this host")
+        why = ""
+        if layout.mode == "hybrid" and ctrl in layout.v2_controllers():
+            # It sits unused in the unified tree; ketch never enables controllers in
+            # the host's root cgroup, which using it there would need.
+            why = " (not mounted as a v1 hierarchy; the host's cgroup2 root does not delegate it)"
+        raise FailedPrecondition(
+            f"{field}: the {ctrl} cgroup controller is not available on this host{why}")
 
 
 def validate(resources: dict | None, layout: Layout | None = None) -> None:
