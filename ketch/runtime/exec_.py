@@ -64,12 +64,17 @@ def run(c: Container, opts: dict, args: list[str]) -> int:
     c.need(CREATED, RUNNING, verb="exec in")
     from ketch.runtime import caps
     caps.parse_spec(proc.get("capabilities"))
-    console_fd = None
+    console_fd = ours = None
     if proc.get("terminal"):
-        if not opts.get("console_socket"):
-            raise InvalidArgument("exec --tty needs --console-socket")
-        from ketch.runtime.create import _connect
-        console_fd = _connect(opts["console_socket"])
+        if opts.get("console_socket"):
+            from ketch.runtime.create import _connect
+            console_fd = _connect(opts["console_socket"])
+        elif opts.get("detach"):
+            raise InvalidArgument("exec --tty --detach needs --console-socket")
+        else:  # foreground: we take the master and relay it, as `run` does
+            import _socket
+            a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+            ours, console_fd = a.detach(), b.detach()
     preserve = int(opts.get("preserve_fds") or 0)
     keep = list(range(3, 3 + preserve)) + ([console_fd] if console_fd is not None else [])
     from ketch._sys import proc as _proc
@@ -106,5 +111,19 @@ def run(c: Container, opts: dict, args: list[str]) -> int:
         write_atomic(os.path.abspath(opts["pid_file"]), str(pid))
     if opts.get("detach"):
         return 0
+    if ours is not None:
+        from ketch.runtime import tty
+        master = tty.receive_master(ours)
+        os.close(ours)
+        tty.relay(master, lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid))
+        os.close(master)
     from ketch.runtime.run import wait_for
     return wait_for(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except OSError:
+        return True

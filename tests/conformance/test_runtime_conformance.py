@@ -73,9 +73,17 @@ def test_ci_subset_does_not_regress(tmp_path):
                LOGDIR=str(tmp_path / "logs"), TEST_TIMEOUT="60",
                RTOOLS_BIN=built.stdout.strip().splitlines()[-1],
                RTOOLS_CACHE=str(tmp_path / "cache"))
-    proc = subprocess.run([str(RUN_SH), exe, *CI_SUBSET], capture_output=True, text=True,
-                          env=env, cwd=Path(__file__).resolve().parents[2], timeout=900)
-    results = parse(proc.stdout)
+    def run(tests: list[str]) -> tuple[dict[str, str], str]:
+        proc = subprocess.run([str(RUN_SH), exe, *tests], capture_output=True, text=True,
+                              env=env, cwd=Path(__file__).resolve().parents[2], timeout=900)
+        return parse(proc.stdout), proc.stdout + proc.stderr[-2000:]
     expected = baseline() & set(CI_SUBSET)
+    results, out = run(CI_SUBSET)
     regressed = sorted(n for n in expected if results.get(n) != "PASS")
-    assert not regressed, f"regressed: {regressed}\n{proc.stdout}\n{proc.stderr[-2000:]}"
+    if regressed:
+        # The suite's cgroup tests use fixed names (/cgrouptest) that a concurrent run
+        # of the suite elsewhere on the machine removes: a failure gets one re-run.
+        again, out2 = run(regressed)
+        regressed = sorted(n for n in regressed if again.get(n) != "PASS")
+        out += "\n--- re-run ---\n" + out2
+    assert not regressed, f"regressed: {regressed}\n{out}"

@@ -175,3 +175,12 @@ def test_foreground_run_relays_its_own_terminal(runc, bundle):
     assert proc.stdout.replace("\r", "").split() == ["/dev/pts/0", "hi"]
     detached = runc("run", "-d", "--bundle", str(bundle.path), "c2")
     assert detached.returncode == 1 and "--console-socket" in detached.stderr
+    bundle.process.update(terminal=False, args=["sleep", "60"])
+    bundle.save()
+    runc("run", "-d", "--bundle", str(bundle.path), "c3", check=True)
+    try:
+        proc = runc("exec", "-t", "c3", "sh", "-c", "tty; exit 5", stdin=subprocess.DEVNULL)
+        assert proc.returncode == 5, proc.stderr
+        assert proc.stdout.replace("\r", "").split()[0].startswith("/dev/pts/")
+    finally:
+        runc("delete", "--force", "c3", check=True)
