@@ -14,7 +14,7 @@ APT_PACKAGES=(
     mmdebstrap debootstrap
     qemu-system-x86 qemu-utils erofs-utils libc6-dev
     docker-registry apache2-utils skopeo umoci
-    runc conmon golang-go
+    runc conmon golang-go tini
     docker.io podman
 )
 
