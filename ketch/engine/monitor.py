@@ -8,6 +8,12 @@ the exit command `ketch container cleanup <id>` which applies the restart
 policy and --rm. It double-forks and setsid()s, so it outlives the CLI.
 Measured at ~1 MiB PSS per idle container (BENCHMARKS.md, "Run").
 
+The log file is conmon's k8s-file format (`<RFC3339Nano> <stream> <F|P> <text>`
+per line), not Docker's json-file lines; `ketch logs` renders it exactly as
+`docker logs` renders json-file (streams, -t, --since/--until, --tail, -f).
+`--log-opt max-size` maps to conmon's --log-size-max (it truncates; there is
+no max-file rotation).
+
 A foreground `ketch run` cleans up itself (it is already loaded and
 waiting); it holds an flock on <dir>/attached so that conmon's exit
 command, which tests that lock first, stands aside.
