@@ -52,8 +52,13 @@ def images(repository, show_all, quiet, digests, no_trunc, filters, fmt):
         return
     items = [_image_item(r, no_trunc) for r in rows]
     default = IMAGES_DIGESTS if digests else IMAGES_DEFAULT
-    if fmt == "table":
-        fmt = default
+    if fmt in (None, "", "table"):
+        # The default table without the template engine: same columns, less work.
+        cols = ["Repository", "Tag"] + (["Digest"] if digests else []) + [
+            "ID", "CreatedSince", "Size"]
+        click.echo(_format.table(([i[c] for c in cols] for i in items),
+                                 [IMAGES_HEADERS[c] for c in cols]), nl=False)
+        return
     click.echo(_format.format_items(items, fmt, IMAGES_HEADERS, default), nl=False)
 
 
