@@ -160,8 +160,9 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False):
             undo.callback(rootfs.unmount, str(b / "rootfs"))
             hostname = _hostname(c)
             _etc_files(c, hostname)
+            netns = _joined_netns(conn, mode)
             config = spec.build(c.id, opts, c.image_config, str(b / "rootfs"),
-                                _mounts(conn, c), hostname)
+                                _mounts(conn, c), hostname, netns)
             spec.write(str(b), config)
             log = None if opts.log_driver == "none" else str(b / "ctr.log")
             undo.callback(_force_delete, c)
@@ -173,9 +174,12 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False):
             except KetchError as exc:
                 containers.update(conn, c.id, exit_code=exc.exit_code, error=str(exc))
                 raise
-            if mode.kind in ("bridge", "container"):
+            if mode.kind == "bridge":
                 _attach_network(conn, c, mode, pid, hostname)
                 undo.callback(networks.detach, conn, c.id)
+            elif mode.kind == "none":
+                from ketch.engine.loopback import loopback_up
+                loopback_up(pid)
             sock = monitor.attach_socket(c.id) if attach else None
             if sock is not None:
                 undo.callback(sock.close)
@@ -207,6 +211,17 @@ def _log_max(opts: CreateOptions) -> int:
     from ketch.engine.options import parse_bytes
     size = opts.log_opts.get("max-size")
     return parse_bytes(size, "--log-opt max-size") if size else 0
+
+
+def _joined_netns(conn: sqlite3.Connection, mode) -> str:
+    """For --network container:<x>: the network namespace of running container x."""
+    if mode.kind != "container":
+        return ""
+    target = containers.lookup(conn, mode.target)
+    if target.status != "running" or not target.pid:
+        raise Conflict(f"cannot join network namespace of a non running container: "
+                       f"{target.id}")
+    return f"/proc/{target.pid}/ns/net"
 
 
 def _attach_network(conn, c: Container, mode, pid: int, hostname: str) -> None:

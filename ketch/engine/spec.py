@@ -80,7 +80,7 @@ def merge_env(image_env: list[str], extra: list[str]) -> list[str]:
 
 
 def build(cid: str, opts: CreateOptions, image_config: dict, rootfs: str,
-          mounts: list[dict], hostname: str) -> dict:
+          mounts: list[dict], hostname: str, netns: str = "") -> dict:
     """The whole config.json; `mounts` are the container's resolved volume/bind/tmpfs mounts."""
     img = image_section(image_config)
     user = usermap.resolve(rootfs, opts.user or img.get("User") or "", opts.group_add)
@@ -110,7 +110,7 @@ def build(cid: str, opts: CreateOptions, image_config: dict, rootfs: str,
         "root": {"path": "rootfs", "readonly": opts.read_only},
         "hostname": hostname,
         "mounts": _base_mounts(opts) + mounts + _init_mount(opts),
-        "linux": _linux(cid, opts, caps),
+        "linux": _linux(cid, opts, caps, netns),
     }
 
 
@@ -176,9 +176,11 @@ def _init_mount(opts: CreateOptions) -> list[dict]:
              "options": ["rbind", "ro", "nosuid", "nodev"]}]
 
 
-def _linux(cid: str, opts: CreateOptions, caps: list[str]) -> dict:
+def _linux(cid: str, opts: CreateOptions, caps: list[str], netns: str = "") -> dict:
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if opts.network != "host":
+    if netns:   # --network container:<x>: join that container's namespace
+        namespaces.append({"type": "network", "path": netns})
+    elif opts.network != "host":
         namespaces.append({"type": "network"})
     linux = {
         "cgroupsPath": f"/{paths.cgroup_parent()}/{cid}",

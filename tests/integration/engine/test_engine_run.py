@@ -152,3 +152,20 @@ def test_logs_follow_from_another_process(ketch, busybox):
         assert ketch("wait", cid).stdout.strip() == "0"
     finally:
         ketch("rm", "-f", cid)
+
+
+def test_network_none_has_loopback_and_container_mode_joins_it(ketch, busybox):
+    out = ketch("run", "--rm", "--network", "none", busybox, "ip", "-o", "addr").stdout
+    assert "127.0.0.1/8" in out   # lo is up (the kernel gives it its address then)
+    assert "eth0" not in out
+    ketch("run", "-d", "--name", "srv", "--network", "none", busybox,
+          "httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/etc")
+    try:
+        got = ketch("run", "--rm", "--network", "container:srv", busybox,
+                    "wget", "-qO-", "http://127.0.0.1:8080/hostname").stdout.strip()
+        srv = ketch("inspect", "-f", "{{.Id}}", "srv").stdout.strip()
+        assert got == srv[:12]   # served from inside srv's namespace
+    finally:
+        ketch("rm", "-f", "srv")
+    gone = ketch("run", "--rm", "--network", "container:srv", busybox, "true", check=False)
+    assert gone.returncode == 125 and "srv" in gone.stderr
