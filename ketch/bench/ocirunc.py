@@ -22,6 +22,7 @@ class Runc(Runtime):
     key = "runc"
     label = "runc"
     io_targets = {"volume": "/vol"}
+    start_verb = "`runc run --detach` (no network namespace)"
 
     def state_root(self) -> Path:
         return self.ws.dir / "runc-state"

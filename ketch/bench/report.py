@@ -140,7 +140,9 @@ def detail_rows(run: Run) -> tuple[list[str], list[list[str]]]:
 
 
 def unavailable(run: Run) -> list[str]:
-    return [f"{r.label}: not available: {r.reason}" for r in run.runtimes if not r.available]
+    return [f"{r.label}: {r.reason}" if (r.reason or "").startswith("skipped")
+            else f"{r.label}: not available: {r.reason}"
+            for r in run.runtimes if not r.available]
 
 
 def text_table(header: list[str], rows: list[list[str]], width: int = 120) -> str:
@@ -201,7 +203,9 @@ def render_markdown(run: Run, charts: list[str] | None = None) -> str:
     out += [_md_row(r) for r in rows]
     out += ["", "## Runtimes", ""]
     for info in run.runtimes:
-        state = "measured" if info.available else f"not available: {info.reason}"
+        state = ("measured" if info.available else info.reason
+                 if (info.reason or "").startswith("skipped")
+                 else f"not available: {info.reason}")
         accel = f", acceleration: {info.accel}" if info.kind == "vm" else ""
         out.append(f"- **{info.label}** ({info.version or 'version unknown'}{accel}): {state}")
     out += ["", "## How each figure was measured", ""]

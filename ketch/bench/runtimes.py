@@ -67,6 +67,10 @@ class Runtime:
     #: Where the I/O workload writes inside an instance: target name -> directory.
     io_targets: dict[str, str] = {"writable layer": "/", "volume": "/vol"}
     start_timeout = 60.0
+    #: Shell run before httpd in the HTTP step (a full VM's network set-up).
+    http_prefix = ""
+    #: How a detached instance is started, for the `how` of a figure.
+    start_verb = "`run -d`"
 
     def __init__(self, ws: Workspace):
         self.ws = ws
@@ -74,6 +78,8 @@ class Runtime:
         self.version = ""
         #: Seconds to first output of the untimed warm-up run (cold caches), if any.
         self.cold_start: float | None = None
+        #: Seconds each full-VM run spent building its disk (part of its start).
+        self.create_seconds: list[float] = []
 
     # -- what subclasses implement ------------------------------------
     def check(self) -> None:
@@ -205,8 +211,8 @@ class KetchContainer(CliEngine):
     def prepare(self):
         self.ok("bootstrap", "busybox", timeout=120)
         trial = self.run_fg(["echo", "ready"], timeout=self.start_timeout)
-        self.cold_start = trial.first_output
-        if "ready" not in trial.stdout:
+        self.cold_start = next((at for at, line in trial.line_times if "ready" in line), None)
+        if self.cold_start is None:
             raise NotAvailable(f"`{self.label}` trial run failed: "
                                f"{one_line(trial.stderr or trial.stdout)}")
 

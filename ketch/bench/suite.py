@@ -45,8 +45,24 @@ ALIASES = {"vm": "microvm", "micro-vm": "microvm", "full-vm": "fullvm", "ketch":
 
 #: What --only can select; each group is one or more steps.
 GROUPS = ("start", "http", "memory", "workload")
+#: The group of each step of steps(), in order.
+STEP_GROUPS = ("start", "http", "memory", "memory", "workload")
 
-Progress = Callable[[str], None]
+#: progress(message, steps done, steps planned)
+Progress = Callable[[str, int, int], None]
+
+
+class _Steps:
+    """Counts steps for the progress callback: one check + one prepare + the groups' steps."""
+
+    def __init__(self, progress: Progress, runtimes: int, per_runtime: int):
+        self.progress, self.done = progress, 0
+        self.per_runtime = 2 + per_runtime
+        self.total = runtimes * self.per_runtime + 1
+
+    def __call__(self, msg: str) -> None:
+        self.progress(msg, self.done, self.total)
+        self.done += 1
 
 
 @dataclass
@@ -119,10 +135,11 @@ def make_workspace(opts: Options) -> Workspace:
     return Workspace(dir=d, runroot=runroot, run_id=run_id, cgroup_parent=cg, env=env)
 
 
-def run(opts: Options, progress: Progress = lambda _msg: None) -> Run:
+def run(opts: Options, progress: Progress = lambda _msg, _done, _total: None) -> Run:
     """Measure every selected runtime; always clean up."""
     keys = opts.selected()
-    opts.groups()
+    per_runtime = sum(1 for g in STEP_GROUPS if g in opts.groups())
+    step = _Steps(progress, len(keys), per_runtime)
     t0 = time.monotonic()
     ws = make_workspace(opts)
     result = Run(host=host_info(), options={
@@ -132,14 +149,25 @@ def run(opts: Options, progress: Progress = lambda _msg: None) -> Run:
     try:
         budget = opts.budget or probes.mem_available()
         result.options["budget"] = budget
-        for key in keys:
+        for i, key in enumerate(keys):
+            step.done = i * step.per_runtime  # an unavailable runtime skips its steps
             rt = ADAPTERS[key](ws)
+            if key == "fullvm" and opts.mode == "quick" and not opts.runtimes:
+                # Listed, with the reason, rather than silently dropped.
+                result.runtimes.append(RuntimeInfo(rt.key, rt.label, rt.kind, False,
+                                                   KetchFullVM.QUICK_SKIP))
+                result.results += [missing(key, m, KetchFullVM.QUICK_SKIP) for m in METRICS]
+                continue
             adapters.append(rt)
-            info, results = measure_runtime(rt, opts, budget, progress)
+            info, results = measure_runtime(rt, opts, budget, step)
             result.runtimes.append(info)
             result.results += results
     finally:
-        progress("cleaning up")
+        step.done = step.total - 1
+        try:
+            step("cleaning up")
+        except Exception:  # noqa: BLE001 - a broken progress display must not stop cleanup
+            pass
         result.cleanup = cleanup(ws, adapters, keep=opts.keep)
         result.seconds = time.monotonic() - t0
     return result
@@ -171,7 +199,8 @@ def steps(rt: Runtime, opts: Options, base, image) -> list:
     ]
 
 
-def measure_runtime(rt: Runtime, opts: Options, budget: int, progress: Progress) -> tuple[RuntimeInfo, list[Result]]:
+def measure_runtime(rt: Runtime, opts: Options, budget: int,
+                    progress: _Steps) -> tuple[RuntimeInfo, list[Result]]:
     info = RuntimeInfo(key=rt.key, label=rt.label, kind=rt.kind, available=False)
     progress(f"{rt.label}: checking")
     try:

@@ -49,9 +49,9 @@ def cpu_script(nbytes: int) -> list[str]:
     return ["sh", "-c", cpu_fragment(nbytes)]
 
 
-def http_script(port: int, bind: str) -> list[str]:
-    """busybox httpd in the foreground serving one small page."""
-    return ["sh", "-c", "mkdir -p /tmp/www && echo ok > /tmp/www/index.html && "
+def http_script(port: int, bind: str, prefix: str = "") -> list[str]:
+    """busybox httpd in the foreground serving one small page (after `prefix`)."""
+    return ["sh", "-c", f"{prefix}mkdir -p /tmp/www && echo ok > /tmp/www/index.html && "
             f"exec httpd -f -p {bind}:{port} -h /tmp/www"]
 
 

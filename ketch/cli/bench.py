@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -30,29 +31,43 @@ def parse_size(text: str) -> int:
 
 
 class _Progress:
-    """A rich status line on a TTY; plain `bench: ...` lines on stderr otherwise."""
+    """A rich progress bar on a TTY; plain `bench [i/n]: ...` lines on stderr otherwise."""
 
     def __init__(self, quiet: bool):
         self.quiet = quiet
-        self.status = None
+        self.bar = self.task = None
         if not quiet and sys.stderr.isatty():
             from rich.console import Console
-            self.status = Console(stderr=True).status("ketch bench: starting")
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total}"),
+                                TimeElapsedColumn(), console=Console(stderr=True),
+                                transient=True)
+            self.task = self.bar.add_task("ketch bench", total=None)
 
     def __enter__(self):
-        if self.status is not None:
-            self.status.__enter__()
+        if self.bar is not None:
+            self.bar.__enter__()
         return self
 
     def __exit__(self, *exc):
-        if self.status is not None:
-            self.status.__exit__(*exc)
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
 
-    def __call__(self, msg: str) -> None:
-        if self.status is not None:
-            self.status.update(f"ketch bench: {msg}")
+    def __call__(self, msg: str, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=msg, completed=done, total=total)
         elif not self.quiet:
-            click.echo(f"bench: {msg}", err=True)
+            try:
+                click.echo(f"bench [{done + 1}/{total}]: {msg}", err=True)
+            except OSError:
+                self.quiet = True  # stderr went away; the run still cleans up
 
 
 @click.command("bench")
@@ -90,6 +105,9 @@ def bench(mode, runs, runtimes, only, as_json, out_dir, budget, workdir, keep, q
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InvalidArgument(f"--out {str(out_dir)!r}: {exc.strerror}") from exc
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the run removes what it started.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     with _Progress(quiet) as progress:
         result = suite.run(opts, progress)
     data = result.to_dict()
@@ -104,6 +122,10 @@ def bench(mode, runs, runtimes, only, as_json, out_dir, budget, workdir, keep, q
         click.echo(report.render_text(result), nl=False)
     if out_dir is not None and not as_json:
         click.echo(f"wrote {out_dir}/report.md, report.json and charts")
+
+
+def _interrupt(signo, _frame):
+    raise KeyboardInterrupt(f"signal {signo}")
 
 
 def _write_out(result, data: dict, out_dir: Path) -> None:
