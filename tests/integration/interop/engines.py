@@ -74,6 +74,7 @@ class Engine:
         self.dir = Path(tempfile.mkdtemp(prefix=f"ketch-{self.name}-"))
         self.cli: list[str] = []
         self.env = _engine_env()
+        self.extra_runtimes: dict[str, str] = {}  # dockerd --add-runtime name=path
 
     def __call__(self, *args: str, check: bool = False, timeout: float = 120,
                  input: str | None = None) -> subprocess.CompletedProcess:
@@ -140,6 +141,8 @@ class PrivateDocker(Engine):
         sock = f"unix://{d}/docker.sock"
         self.cli = ["docker", "-H", sock]
         ulimits = [a for u in ULIMITS for a in ("--default-ulimit", u)]
+        runtimes = {"ketch": self.runtime, **self.extra_runtimes}
+        add = [a for n, p in runtimes.items() for a in ("--add-runtime", f"{n}={p}")]
         self.log = open(d / "dockerd.log", "wb")
         self.proc = subprocess.Popen(
             ["dockerd", "--config-file", str(d / "daemon.json"), "--data-root", str(d / "data"),
@@ -147,7 +150,7 @@ class PrivateDocker(Engine):
              "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
              "--ip-masq=false", "--storage-driver", "vfs",
              "--cgroup-parent", f"/{self.cgroup_parent}/docker",
-             "--add-runtime", f"ketch={self.runtime}", *ulimits],
+             *add, *ulimits],
             stdout=self.log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while self("version", "-f", "{{.Server.Version}}").returncode != 0:
@@ -205,8 +208,14 @@ class PrivatePodman(Engine):
         self("info", "--format", "{{.Host.OCIRuntime.Path}}", check=True)
 
     def run_args(self, runtime: str = "ketch") -> list[str]:
-        del runtime  # podman's runtime is the global --runtime given in start()
+        del runtime  # podman's runtime is the global --runtime: see with_runtime()
         return ["run", "--network", "none", "--cgroup-parent", f"/{self.cgroup_parent}/podman"]
+
+    def with_runtime(self, path: str) -> list[str]:
+        """This engine's command line with another OCI runtime (for comparisons)."""
+        cli = list(self.cli)
+        cli[cli.index("--runtime") + 1] = path
+        return cli
 
     def stop(self) -> None:
         if self.cli:
