@@ -72,18 +72,22 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     """
     check_id(cid)
     bundle = os.path.abspath(bundle)
-    spec = runtime_spec.load(os.path.join(bundle, "config.json"), fastjson.loads)
-    rootfs = validate(spec, bundle)
-    if spec["process"].get("terminal") and not console_socket and not own_console:
-        raise InvalidArgument("process.terminal: a terminal needs --console-socket "
-                              "(or `run` in the foreground)")
-    os.makedirs(root, 0o711, exist_ok=True)
-    cdir = os.path.join(root, cid)
-    try:
-        os.mkdir(cdir, 0o711)
-    except FileExistsError:
-        raise AlreadyExists(f"container {cid!r} already exists") from None
     with Undo() as undo:
+        # Stage 1 first of all: its interpreter boots on the other core while we
+        # read and check the config (it does nothing before "bootstrap", and a
+        # bad config just kills it).
+        early = _start_stage1(console_socket, own_console, preserve_fds, undo)
+        spec = runtime_spec.load(os.path.join(bundle, "config.json"), fastjson.loads)
+        rootfs = validate(spec, bundle)
+        if spec["process"].get("terminal") and not console_socket and not own_console:
+            raise InvalidArgument("process.terminal: a terminal needs --console-socket "
+                                  "(or `run` in the foreground)")
+        os.makedirs(root, 0o711, exist_ok=True)
+        cdir = os.path.join(root, cid)
+        try:
+            os.mkdir(cdir, 0o711)
+        except FileExistsError:
+            raise AlreadyExists(f"container {cid!r} already exists") from None
         undo.callback(_rmtree, cdir)
         c = Container(root, cid, {
             "id": cid, "bundle": bundle, "rootfs": rootfs, "config": spec,
@@ -91,7 +95,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         })
         os.mkfifo(c.fifo, 0o622)
         os.chmod(c.fifo, 0o622)  # past the umask: init may write it as a mapped, non-root uid
-        pid = _spawn(c, spec, console_socket, no_pivot, preserve_fds, undo)
+        pid = _spawn(c, spec, early, no_pivot, preserve_fds, undo)
         c.save()
         if pid_file:
             from ketch.runtime.state import write_atomic
@@ -100,29 +104,37 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     return c, pid
 
 
-def _spawn(c: Container, spec: dict, console_socket: str | None, no_pivot: bool,
-           preserve: int, undo: Undo) -> int:
-    from ketch.runtime.cgroups import manager_for
-    linux = spec.get("linux") or {}
+def _start_stage1(console_socket: str | None, own_console: bool, preserve: int,
+                  undo: Undo) -> dict:
+    """Connect the console, fork+exec stage 1; everything registered for undo."""
     keep = list(range(3, 3 + preserve))
     console_fd = ours = None
-    if spec["process"].get("terminal"):
-        if console_socket:
-            console_fd = _connect(console_socket)
-        else:  # foreground run: our own end receives the master (see tty.py)
-            import _socket
-            a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
-            ours, console_fd = a.detach(), b.detach()
-            undo.callback(os.close, ours)
+    if console_socket:
+        console_fd = _connect(console_socket)
+    elif own_console:  # foreground run: our own end receives the master (see tty.py)
+        import _socket
+        a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+        ours, console_fd = a.detach(), b.detach()
+        undo.callback(os.close, ours)
+    if console_fd is not None:
         undo.callback(os.close, console_fd)
         keep.append(console_fd)
     from ketch._sys import proc as _proc
     _proc.prctl(_proc.PR_SET_CHILD_SUBREAPER, 1)  # init is re-parented to us, to reap on failure
-    # Stage 1 first: its interpreter starts while we make the cgroup (it waits for
-    # "bootstrap" before doing anything, so it is in the cgroup before it unshares).
     stage1, sock = spawn.start_init(keep)
     undo.callback(os.close, sock)
     undo.callback(_kill_reap, stage1)
+    return {"stage1": stage1, "sock": sock, "console_fd": console_fd, "ours": ours}
+
+
+def _spawn(c: Container, spec: dict, early: dict, no_pivot: bool, preserve: int,
+           undo: Undo) -> int:
+    from ketch.runtime.cgroups import manager_for
+    linux = spec.get("linux") or {}
+    stage1, sock = early["stage1"], early["sock"]
+    terminal = bool(spec["process"].get("terminal"))
+    console_fd = early["console_fd"] if terminal else None
+    ours = early["ours"] if terminal else None
     cg = manager_for(linux.get("cgroupsPath"), c.id)
     undo.callback(cg.destroy)
     undo.callback(_kill_reap, stage1)  # again: undo runs in reverse, the cgroup must be empty
