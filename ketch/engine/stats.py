@@ -1,7 +1,8 @@
 """`ketch stats`: CPU, memory, network, block I/O and pids of running containers.
 
-Samples come from the runtime (`<runtime> events --stats`, runc's shape)
-and from /proc/<pid>/net/dev, which shows the container's network
+Samples come from the container's cgroups (runc's `events --stats` shape,
+read in-process by ketch.runtime.cgroups; the runtime's `events --stats`
+for micro-VMs) and from /proc/<pid>/net/dev, which shows the container's network
 namespace. CPU % is Docker's: container CPU time delta over host CPU time
 delta between two samples, times the number of CPUs.
 """
@@ -37,12 +38,25 @@ def _net(pid: int) -> tuple[int, int]:
     return rx, tx
 
 
-def sample(c: Container) -> dict:
+def _runtime_stats(c: Container) -> dict:
+    """runc's `events --stats` data: read in-process from the container's cgroups when it
+    lives in them (not a micro-VM), else asked of the runtime (one process per sample)."""
+    if c.options.runtime != "vm":
+        try:
+            from ketch import paths
+            from ketch.runtime.cgroups import manager_for
+            return manager_for(f"/{paths.cgroup_parent()}/{c.id}", c.id).stats()
+        except Exception:  # noqa: BLE001 - fall back to the runtime's own view
+            pass
     proc = ocicli.run(c.options.runtime, "events", "--stats", c.id, check=False, timeout=20)
     try:
-        data = json.loads(proc.stdout.decode().splitlines()[0])["data"]
+        return json.loads(proc.stdout.decode().splitlines()[0])["data"]
     except (ValueError, IndexError, KeyError):
-        data = {}
+        return {}
+
+
+def sample(c: Container) -> dict:
+    data = _runtime_stats(c)
     mem = data.get("memory", {})
     usage = mem.get("usage", {})
     raw = mem.get("raw", {})
