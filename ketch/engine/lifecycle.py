@@ -50,6 +50,7 @@ def create(conn: sqlite3.Connection, opts: CreateOptions) -> Container:
     image = images.resolve(conn, opts.image)
     img = spec.image_section(image.config)
     spec.process_args(opts, img)   # "no command specified" before anything is made
+    spec.validate(opts)
     if opts.name:
         containers.check_name(opts.name)
     for m in opts.mounts:

@@ -125,6 +125,19 @@ def host_caps() -> list[str]:
     return [c for c in ALL_CAPS if c in have]
 
 
+def validate(opts: CreateOptions) -> None:
+    """What can be checked before the container exists: caps, a seccomp file, devices, --init.
+
+    So bad input fails `create` with nothing made, instead of failing `start` later.
+    """
+    caps = _capabilities(opts)
+    if opts.seccomp and opts.seccomp != "unconfined":
+        _seccomp(opts.seccomp, caps)
+    for dev in opts.devices:
+        _device(dev)
+    _init_mount(opts)
+
+
 def _capabilities(opts: CreateOptions) -> list[str]:
     if opts.privileged:
         return host_caps()
@@ -246,7 +259,8 @@ def _seccomp(setting: str, caps: list[str]) -> dict | None:
             with open(setting) as f:
                 return docker_profile_to_spec(json.load(f))
         except (OSError, ValueError) as exc:
-            raise InvalidArgument(f"opening seccomp profile ({setting}) failed: {exc}") from None
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise InvalidArgument(f"opening seccomp profile ({setting}) failed: {why}") from None
     try:
         from ketch.runtime import seccomp
     except ImportError:

@@ -62,7 +62,12 @@ def test_bind_volume_shows_the_host_directory(ketch, busybox, tmp_path):
 def test_bad_flags_fail_with_125_and_create_nothing(ketch, busybox):
     for args, words in ((["--memory", "12q"], "12q"), (["--bogus-flag"], "bogus-flag"),
                         (["--restart", "sometimes"], "sometimes"),
-                        (["--cpus", "lots"], "lots"), (["--ulimit", "nofile"], "nofile")):
+                        (["--cpus", "lots"], "lots"), (["--ulimit", "nofile"], "nofile"),
+                        (["--cap-add", "NOPE"], "CAP_NOPE"),
+                        (["--device", "/dev/nonexistent"], "/dev/nonexistent"),
+                        (["--security-opt", "seccomp=/nonexistent.json"], "nonexistent"),
+                        (["--network", "container:"], "container"),
+                        (["--runtime", "crun"], "crun")):
         proc = ketch("run", *args, busybox, "true", check=False)
         assert proc.returncode == 125, args
         assert words in proc.stderr, (args, proc.stderr)
