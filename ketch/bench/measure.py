@@ -23,6 +23,8 @@ HTTP_TIMEOUT = 120.0
 def start_trivial(rt: Runtime, runs: int) -> list[Result]:
     samples, errors = [], []
     for _ in range(runs):
+        if len(errors) >= 2 and not samples:
+            break  # the runtime fails every time: say why instead of waiting more
         t = rt.run_fg(workloads.TRIVIAL, timeout=rt.start_timeout)
         # The line saying "ready", not the first byte: a full VM's console
         # prints firmware and kernel text before the command runs.
@@ -49,6 +51,8 @@ def start_http(rt: Runtime, runs: int) -> list[Result]:
     samples, errors = [], []
     bind, published = rt.http_bind()
     for _ in range(runs):
+        if errors and not samples:
+            break  # no answer the first time: another wait of HTTP_TIMEOUT tells nothing new
         port = workloads.free_port()
         t0 = time.monotonic()
         inst = None

@@ -42,7 +42,13 @@ def fmt_value(r: Result | None, *, short: bool = False) -> str:
         return "n/a: not run"
     if not r.ok:
         reason = r.reason or "no value"
-        return "n/a: " + (textwrap.shorten(reason, 70, placeholder="...") if short else reason)
+        if short:
+            # A whole runtime's reason is printed once under the tables, not in every cell.
+            for whole in ("not available", "skipped in --quick"):
+                if reason.startswith(whole):
+                    return f"n/a: {whole} (see below)"
+            reason = textwrap.shorten(reason, 70, placeholder="...")
+        return "n/a: " + reason
     s = r.summary()
     if r.unit == "s":
         text = fmt_seconds(r.value)

@@ -68,15 +68,13 @@ class _Steps:
 @dataclass
 class Options:
     mode: str = "quick"                # "quick" or "full"
-    runs: int | None = None            # -n; default 3 (quick) / 10 (full)
+    runs: int | None = None            # -n; default from plan()
     runtimes: list[str] | None = None  # keys; default all
     budget: int | None = None          # density budget in bytes; default MemAvailable
     only: list[str] | None = None      # step groups (GROUPS); default all
     workdir: Path | None = None
     keep: bool = False                 # keep the work directory (debugging)
 
-    def n(self) -> int:
-        return self.runs or (3 if self.mode == "quick" else 10)
 
     def groups(self) -> list[str]:
         bad = [g for g in self.only or [] if g not in GROUPS]
@@ -143,7 +141,7 @@ def run(opts: Options, progress: Progress = lambda _msg, _done, _total: None) ->
     t0 = time.monotonic()
     ws = make_workspace(opts)
     result = Run(host=host_info(), options={
-        "mode": opts.mode, "runs": opts.n(), "runtimes": keys, "only": opts.groups(),
+        "mode": opts.mode, "runs": opts.runs, "runtimes": keys, "only": opts.groups(),
         "workdir": str(ws.dir)})
     adapters: list[Runtime] = []
     try:
@@ -173,28 +171,48 @@ def run(opts: Options, progress: Progress = lambda _msg, _done, _total: None) ->
     return result
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How much of each measurement a runtime gets in this mode."""
+
+    starts: int      # timed `echo ready` runs
+    http: int        # HTTP start runs
+    app: int         # instances of the 100 MB app
+    rounds: int      # CPU + I/O rounds
+    cpu_bytes: int
+    io_mb: int
+
+
+def plan(kind: str, opts: Options) -> Plan:
+    """Sizes per mode and kind: a VM start costs seconds (tens under TCG), so VMs get
+    fewer runs and smaller I/O files (TCG guests write at ~10-20 MB/s here); -n overrides
+    the number of starts for every runtime."""
+    vm = kind == "vm"
+    if opts.mode == "quick":
+        starts = opts.runs or (2 if vm else 3)
+        return Plan(starts, 1, 1, 1 if vm else 3, CPU_BYTES["quick"],
+                    IO_MB["quick"] // 4 if vm else IO_MB["quick"])
+    starts = opts.runs or (5 if vm else 10)
+    return Plan(starts, 3 if vm else 5, 3, 3 if vm else 5, CPU_BYTES["full"],
+                IO_MB["full"] // 4 if vm else IO_MB["full"])
+
+
 def steps(rt: Runtime, opts: Options, base, image) -> list:
-    """(label, thunk) for each measurement, in order."""
-    n, mode = opts.n(), opts.mode
-    quick = mode == "quick"
-    http_runs = max(1, n // 2) if quick else n
-    # A VM start costs seconds (tens under TCG): fewer rounds of workloads for VMs.
-    rounds = (1 if rt.kind == "vm" else 3) if quick else max(3, n // 2)
-    # TCG guests write at ~10 MB/s: a quick run keeps their I/O files small.
-    io_mb = IO_MB[mode] // 4 if quick and rt.kind == "vm" else IO_MB[mode]
+    """(group, label, metrics, thunk) for each measurement, in order."""
+    p = plan(rt.kind, opts)
     vol = rt.ws.dir / "volumes" / rt.key
     vol.mkdir(parents=True, exist_ok=True)
     return [
         ("start", "start to first output", ("start_trivial",),
-         lambda: measure.start_trivial(rt, n)),
+         lambda: measure.start_trivial(rt, p.starts)),
         ("http", "start to HTTP answer", ("start_http",),
-         lambda: measure.start_http(rt, http_runs)),
+         lambda: measure.start_http(rt, p.http)),
         ("memory", "3 idle instances: memory, storage", ("mem_idle", "storage_1", "storage_3"),
          lambda: measure.memory_and_storage(rt, 3, "idle", base, image)),
         ("memory", "app touching 100 MB", ("mem_100m",),
-         lambda: measure.memory_and_storage(rt, 1 if quick else 3, "100m", base, image)),
+         lambda: measure.memory_and_storage(rt, p.app, "100m", base, image)),
         ("workload", "CPU and I/O workloads", ("cpu", "io_write", "io_read"),
-         lambda: throughput.measure(rt, rounds, CPU_BYTES[mode], io_mb, vol,
+         lambda: throughput.measure(rt, p.rounds, p.cpu_bytes, p.io_mb, vol,
                                     rootfs.host_busybox())),
     ]
 

@@ -33,9 +33,9 @@ IDLE = ["sleep", "86400"]
 TOUCH_100M = ["awk", 'BEGIN { s = sprintf("%100000000s", ""); print "ready"; fflush(); '
               'system("sleep 86400") }']
 #: Bytes hashed by the CPU workload in quick and full mode.
-CPU_BYTES = {"quick": 16_000_000, "full": 128_000_000}
+CPU_BYTES = {"quick": 16_000_000, "full": 64_000_000}
 #: Megabytes written then read back by the I/O workload.
-IO_MB = {"quick": 64, "full": 512}
+IO_MB = {"quick": 64, "full": 256}
 
 
 def cpu_fragment(nbytes: int) -> str:

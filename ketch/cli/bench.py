@@ -75,7 +75,7 @@ class _Progress:
               help="About a minute: few runs, small workloads (default).")
 @click.option("--full", "mode", flag_value="full", help="The whole set: more runs, larger workloads.")
 @click.option("-n", "--runs", type=click.IntRange(min=1), default=None,
-              help="Runs per start-time figure (default 3 quick, 10 full).")
+              help="Timed starts per runtime (default: quick 3, VMs 2; full 10, VMs 5).")
 @click.option("--runtimes", default="",
               help="Comma list: container, vm (micro-VM), fullvm, runc, podman, docker.")
 @click.option("--only", default="",

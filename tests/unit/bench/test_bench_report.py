@@ -52,7 +52,7 @@ def test_start_time_cells():
     assert container == "claimed seconds -> ketch: 300 ms (p90 460 ms, n=5) (wide spread)"
     # micro-VM: median 2.1, p90 at 1.8 -> 2.1 + 0.8*0.1 = 2.18; tight -> not flagged
     assert vm == ("claimed minutes -> micro-VM [TCG]: 2.10 s (p90 2.18 s, n=3); "
-                  f"full VM: n/a: not available: {FULLVM_REASON}")
+                  "full VM: n/a: not available (see below)")
 
 
 def test_storage_cpu_and_missing_cells():
@@ -60,7 +60,7 @@ def test_storage_cpu_and_missing_cells():
     assert rows["Size on disk (image + 1 instance)"] == (
         "claimed MBs -> ketch: 3.27 MiB",
         "claimed GBs -> micro-VM [TCG]: 40 MiB (apparent 2 GiB: sparse); "
-        f"full VM: n/a: not available: {FULLVM_REASON}")
+        "full VM: n/a: not available (see below)")
     # 97 98 99: median 98, p90 98.8 -> "99%"
     assert rows["CPU throughput, % of native"][0] == \
         "claimed 95-100% -> ketch: 98% (p90 99%, n=3)"
@@ -120,6 +120,9 @@ def test_text_and_markdown_render():
     text = report.render_text(run, width=100)
     assert "claimed seconds" in text and "full VM" in text
     assert "Cleanup: every instance removed" in text
+    # the runtime's reason once, in full, under the tables
+    assert text.count(FULLVM_REASON) == 1
+    assert f"ketch full VM: not available: not available: {FULLVM_REASON}" not in text
     md = report.render_markdown(run, ["cpu.png"])
     assert "| claim | container | VM |" in md
     assert "![cpu.png](cpu.png)" in md
