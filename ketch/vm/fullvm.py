@@ -170,7 +170,7 @@ def _argv(spec: VmSpec, d: Path, kernel: kernel_mod.Kernel, initrd: Path, accel:
     fwd = "".join(f",hostfwd={h}" for h in spec.ports)
     return [qemu.qemu_binary(), "-M", "q35", "-accel", accel,
             "-cpu", "host" if accel == "kvm" else "max", "-smp", str(spec.cpus),
-            "-m", f"{spec.memory_mib}M", "-nodefaults", "-no-user-config", "-nographic",
+            "-m", f"{spec.memory_mib}M", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-kernel", str(kernel.vmlinux), "-initrd", str(initrd), "-append", cmdline,
             "-drive", f"id=disk,file={d / 'disk.img'},format=raw,if=none",
             "-device", "virtio-blk-pci,drive=disk",

@@ -177,10 +177,9 @@ class Shim:
             threading.Thread(target=self._control, args=(conn,), daemon=True).start()
 
     def _control(self, conn: socket.socket) -> None:
-        f = conn.makefile("rb")
         try:
-            req = json.loads(f.readline() or b"{}")
-        except ValueError:
+            req = json.loads(_read_line(conn) or b"{}")
+        except (ValueError, OSError):
             conn.close()
             return
         op = req.get("op")
@@ -196,13 +195,13 @@ class Shim:
                 qemu.kill_pid(self.qemu.pid)
             conn.sendall(b'{"ok": true}\n')
         elif op == "exec":
-            self._exec(conn, f, req)
+            self._exec(conn, req)
             return
         else:
             conn.sendall(json.dumps({"error": f"bad request {op!r}"}).encode() + b"\n")
         conn.close()
 
-    def _exec(self, conn: socket.socket, f, req: dict) -> None:
+    def _exec(self, conn: socket.socket, req: dict) -> None:
         session = self.next_session
         self.next_session += 1
         self.execs[session] = conn
@@ -258,6 +257,18 @@ def _tty_setup(shim: Shim) -> None:
         if shim.started:
             shim.send(proto.resize_frame(1, *_winsize(0)))
     signal.signal(signal.SIGWINCH, resized)
+
+
+def _read_line(conn: socket.socket, limit: int = 1 << 20) -> bytes:
+    """One request line, read without buffering: an exec client's frames follow
+    it at once and must stay in the socket for the frame reader."""
+    line = bytearray()
+    while len(line) < limit:
+        byte = conn.recv(1)
+        if not byte or byte == b"\n":
+            break
+        line += byte
+    return bytes(line)
 
 
 def _write_all(fd: int, data: bytes) -> None:

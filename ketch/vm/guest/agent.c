@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -300,25 +299,25 @@ static void handle(struct frame_hdr *h, char *payload)
 		}
 		break;
 	case F_POWEROFF:
-		sync();
-		reboot(RB_POWER_OFF);
-		break;
+		stop_vm();
 	}
 }
 
-static void read_port(void)
+/* Returns -1 when the host end is gone (a port reads EOF while disconnected). */
+static int read_port(void)
 {
 	struct frame_hdr h;
 	if (read_full(port_fd, &h, sizeof h) < 0)
-		return;
+		return -1;
 	char *payload = malloc(h.length + 1);
 	if (!payload || read_full(port_fd, payload, h.length) < 0) {
 		free(payload);
-		return;
+		return -1;
 	}
 	payload[h.length] = 0;
 	handle(&h, payload);
 	free(payload);
+	return 0;
 }
 
 void agent_loop(void)
@@ -347,14 +346,15 @@ void agent_loop(void)
 		}
 		if (poll(pfd, (nfds_t)n, -1) < 0)
 			continue;
-		if (pfd[0].revents & POLLIN) {
-			hangups = 0;
-			read_port();
-		} else if (pfd[0].revents & POLLHUP) {
-			/* The host end is gone: nobody can collect output, stop the VM. */
-			usleep(10000);
-			if (++hangups > 100)
-				handle(&(struct frame_hdr){F_POWEROFF, 0, 0, 0}, NULL);
+		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			if (read_port() == 0) {
+				hangups = 0;
+			} else {
+				/* The host end is gone: nobody can collect output, stop the VM. */
+				usleep(10000);
+				if (++hangups > 100)
+					stop_vm();
+			}
 		}
 		for (int i = 2; i < n; i++) {
 			if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))

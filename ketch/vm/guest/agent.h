@@ -38,6 +38,7 @@ struct frame_hdr {
 /* init.c */
 extern int port_fd;
 void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+void stop_vm(void) __attribute__((noreturn));
 void boot(void);
 
 /* agent.c */

@@ -50,8 +50,15 @@ void fatal(const char *fmt, ...)
 	dprintf(2, "ketch-init: %s\n", msg);
 	if (port_fd >= 0)
 		send_frame(F_FATAL, 0, msg, strlen(msg));
+	stop_vm();
+}
+
+/* QEMU runs with -no-reboot, so a reboot ends it; unlike power-off, that needs
+ * no ACPI support from the machine (reboot=t makes it a triple fault). */
+void stop_vm(void)
+{
 	sync();
-	reboot(RB_POWER_OFF);
+	reboot(RB_AUTOBOOT);
 	_exit(1);
 }
 
@@ -275,7 +282,7 @@ void boot(void)
 	while (fgets(line, sizeof line, cfg))
 		if (strcmp(line, "probe\n") == 0) {
 			send_frame(F_READY, 0, NULL, 0);
-			reboot(RB_POWER_OFF);
+			stop_vm();
 		}
 
 	rewind(cfg);
