@@ -69,11 +69,11 @@ def _memory(run: Run, ax) -> bool:
     groups = sorted(set(idle) | set(app))
     if not groups:
         return False
-    mib = 2 ** 20
+    mb = 1e6
     _bars(ax, groups, {
-        "idle (PSS)": [idle[g].value / mib if g in idle else 0 for g in groups],
-        "app touching 100 MB (PSS)": [app[g].value / mib if g in app else 0 for g in groups],
-    }, "MiB per instance", "Host memory per instance (sum of PSS of its processes)")
+        "idle (PSS)": [idle[g].value / mb if g in idle else 0 for g in groups],
+        "app touching 100 MB (PSS)": [app[g].value / mb if g in app else 0 for g in groups],
+    }, "MB per instance", "Host memory per instance (sum of PSS of its processes)")
     return True
 
 
@@ -83,11 +83,11 @@ def _storage(run: Run, ax) -> bool:
     groups = sorted(set(one) | set(three))
     if not groups:
         return False
-    mib = 2 ** 20
+    mb = 1e6
     _bars(ax, groups, {
-        "1 instance": [one[g].value / mib if g in one else 0 for g in groups],
-        "3 instances": [three[g].value / mib if g in three else 0 for g in groups],
-    }, "MiB allocated (image included)", "Disk used: allocated blocks, hard links once")
+        "1 instance": [one[g].value / mb if g in one else 0 for g in groups],
+        "3 instances": [three[g].value / mb if g in three else 0 for g in groups],
+    }, "MB allocated (image included)", "Disk used: allocated blocks, hard links once")
     return True
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from ketch.bench import probes, workloads
 from ketch.bench.results import Result, from_samples, missing
 from ketch.bench.runtimes import Instance, NotAvailable, Runtime
+from ketch.bench.stats import fmt_bytes
 from ketch.bench.workloads import one_line
 
 #: Seconds to wait for an HTTP answer (a TCG full VM answers within ~40 s here).
@@ -125,7 +126,7 @@ def memory_and_storage(rt: Runtime, count: int, app: str, baseline: probes.DiskU
                f"/proc/PID/smaps_rollup over each instance's host processes (its cgroup's "
                f"cgroup.procs, its monitor and helpers{', QEMU' if rt.kind == 'vm' else ''}; "
                f"{min(nprocs)}-{max(nprocs)} processes); median per instance. MemAvailable "
-               f"drop (whole host, noisy: other work moves it): {drop / 2**20:.1f} MiB per "
+               f"drop (whole host, noisy: other work moves it): {fmt_bytes(drop)} per "
                f"instance")
         out.append(from_samples(rt.key, metric, per, how, memavailable_drop_per_instance=drop,
                                 processes=nprocs, instances=count))
@@ -148,7 +149,7 @@ def storage(rt: Runtime, instances: list[Instance], baseline: probes.DiskUse,
     use = probes.disk_use(rt.storage_roots(), files=outside)
     allocated = use.allocated - baseline.allocated
     apparent = use.apparent - baseline.apparent
-    sparse = (f"apparent size {apparent / 2**20:.1f} MiB vs {allocated / 2**20:.1f} MiB "
+    sparse = (f"apparent size {fmt_bytes(apparent)} vs {fmt_bytes(allocated)} "
               f"allocated: sparse/thin files present" if use.sparse
               else "no significant sparse/thin files (apparent ~ allocated)")
     shared = (f"; plus files QEMU holds open outside them (guest kernel, initramfs, disk "
@@ -156,7 +157,7 @@ def storage(rt: Runtime, instances: list[Instance], baseline: probes.DiskUse,
               if outside else "")
     how = (f"allocated blocks (st_blocks*512, hard links once, not crossing mounts) under "
            f"{rt.label}'s private storage roots with {n} instance(s) running, image included "
-           f"(image alone: {(image.allocated - baseline.allocated) / 2**20:.1f} MiB){shared}; "
+           f"(image alone: {fmt_bytes(image.allocated - baseline.allocated)}){shared}; "
            f"{sparse}")
     return Result(rt.key, f"storage_{n}", value=float(allocated), unit="bytes", how=how,
                   extra={"apparent": apparent, "image_allocated":
@@ -168,7 +169,7 @@ def density(rt_key: str, mem: Result | None, budget: int) -> Result:
     if mem is None or not mem.ok or not mem.value:
         return missing(rt_key, "density", "no per-instance memory figure to extrapolate from")
     n = int(budget // mem.value)
-    how = (f"EXTRAPOLATED, not run: {budget / 2**30:.1f} GiB budget (host MemAvailable at "
-           f"start unless --budget) / {mem.value / 2**20:.1f} MiB PSS per idle instance")
+    how = (f"EXTRAPOLATED, not run: {fmt_bytes(budget)} budget (host MemAvailable at "
+           f"start unless --budget) / {fmt_bytes(mem.value)} PSS per idle instance")
     return Result(rt_key, "density", value=float(n), unit="instances", how=how,
                   extra={"budget": budget, "per_instance": mem.value, "extrapolated": True})

@@ -153,15 +153,23 @@ class CliEngine(Runtime):
     def volume_flags(self, volume: Path | None) -> list[str]:
         return ["-v", f"{volume}:/vol"] if volume else []
 
+    def extra_flags(self) -> list[str]:
+        """Flags every `run` of this engine needs on this host."""
+        return []
+
+    def forget(self) -> None:
+        """Remove what prepare() put outside the run's work directory (none by default)."""
+
     def run_fg(self, cmd, *, timeout, volume=None):
-        argv = [*self.base(), "run", "--rm", *self.run_flags, *self.volume_flags(volume),
-                self.image, *cmd]
+        argv = [*self.base(), "run", "--rm", *self.run_flags, *self.extra_flags(),
+                *self.volume_flags(volume), self.image, *cmd]
         return run_timed(argv, env=self.env, timeout=timeout)
 
     def start(self, cmd, *, http_port=None, volume=None):
         name = self.ws.name()
         net = self.net_flags(http_port)
-        out = self.ok("run", "-d", "--name", name, *net, *self.volume_flags(volume),
+        out = self.ok("run", "-d", "--name", name, *net, *self.extra_flags(),
+                      *self.volume_flags(volume),
                       self.image, *cmd, timeout=self.start_timeout)
         ident = out.strip().splitlines()[-1].strip() if out.strip() else name
         return Instance(name=name, id=ident)
@@ -284,24 +292,16 @@ class Podman(CliEngine):
         tar = rootfs_tar(self.ws)
         self.ok("import", "--change", "ENV PATH=/bin", str(tar), self.image, timeout=120)
 
-    def _limits(self):
+    def extra_flags(self):
         # The host's default nofile/nproc limits are above what runc may set here.
-        return ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096",
-                "--cgroup-parent", "/" + self.ws.cgroup_parent]
-
-    def run_fg(self, cmd, *, timeout, volume=None):
-        argv = [*self.base(), "run", "--rm", *self.run_flags, *self._limits(),
-                *self.volume_flags(volume), self.image, *cmd]
-        return run_timed(argv, env=self.env, timeout=timeout)
-
-    def net_flags(self, http_port):
-        return [*super().net_flags(http_port), *self._limits()]
-
-    def remove(self, inst):
-        super().remove(inst)
+        return [*HOST_ULIMITS, "--cgroup-parent", "/" + self.ws.cgroup_parent]
 
     def storage_roots(self):
         return [self.ws.dir / "podman" / "root"]
+
+
+#: Docker's and podman's default ulimits are refused by runc on this kind of host.
+HOST_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
 
 
 class Docker(CliEngine):
@@ -326,7 +326,14 @@ class Docker(CliEngine):
         self.ok("import", "--change", "ENV PATH=/bin", str(rootfs_tar(self.ws)), self.image,
                 timeout=120)
 
+    def extra_flags(self):
+        return HOST_ULIMITS
+
+    def forget(self):
+        # The imported image lives in the daemon, outside the run's directory.
+        self.cmd("rmi", "-f", self.image, timeout=60)
+
     def storage_roots(self):
-        # Docker keeps its layers under its own data root; they are counted as a whole.
+        # Docker keeps its layers under its own data root; the figures are deltas of it.
         r = self.cmd("info", "--format", "{{.DockerRootDir}}", timeout=30)
         return [Path(r.stdout.strip() or "/var/lib/docker")]

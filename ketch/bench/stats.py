@@ -88,13 +88,12 @@ def fmt_seconds(s: float) -> str:
 
 
 def fmt_bytes(n: float) -> str:
-    """Binary units, 3 significant figures: 1536 -> '1.50 KiB'."""
-    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    """Decimal units, like the claims it is compared with: 1500 -> '1.5 kB', 3 sig. figures."""
     value = float(n)
-    for unit in units:
-        if abs(value) < 1024 or unit == units[-1]:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
             if unit == "B":
                 return f"{value:.0f} B"
             return f"{value:.3g} {unit}" if abs(value) < 100 else f"{value:.0f} {unit}"
-        value /= 1024
+        value /= 1000
     raise AssertionError("unreachable")

@@ -275,6 +275,12 @@ def cleanup(ws: Workspace, adapters: list[Runtime], keep: bool = False) -> dict:
                 rt.remove(_instance(name))
             except (NotAvailable, OSError, subprocess.SubprocessError):
                 pass
+        forget = getattr(rt, "forget", None)
+        if forget is not None:
+            try:
+                forget()
+            except (NotAvailable, OSError, subprocess.SubprocessError):
+                pass
     for pid in sorted(probes.pids_mentioning(f"kb-{ws.run_id}")
                       | probes.pids_mentioning(str(ws.dir))
                       | probes.pids_mentioning(str(ws.runroot))):

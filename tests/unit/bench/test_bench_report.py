@@ -58,8 +58,8 @@ def test_start_time_cells():
 def test_storage_cpu_and_missing_cells():
     rows = rows_by_title(recorded_run())
     assert rows["Size on disk (image + 1 instance)"] == (
-        "claimed MBs -> ketch: 3.27 MiB",
-        "claimed GBs -> micro-VM [TCG]: 40 MiB (apparent 2 GiB: sparse); "
+        "claimed MBs -> ketch: 3.43 MB",
+        "claimed GBs -> micro-VM [TCG]: 41.9 MB (apparent 2.15 GB: sparse); "
         "full VM: n/a: not available (see below)")
     # 97 98 99: median 98, p90 98.8 -> "99%"
     assert rows["CPU throughput, % of native"][0] == \
