@@ -38,3 +38,27 @@ def test_files_in_and_out_diff_commit_export(ketch, busybox, tmp_path):
         ketch("rm", "-f", "box", "box2", check=False)
     out = ketch("run", "--rm", "--network", "none", "snap:1", "cat", "/work/in.txt").stdout
     assert out == "from host"
+
+
+def test_update_limits_and_restart_command(ketch, busybox):
+    ketch("run", "-d", "--name", "upd", "--network", "none", busybox, "sleep", "60")
+    try:
+        ketch("update", "--memory", "100m", "--pids-limit", "50", "--restart", "always", "upd")
+        doc = ketch("inspect", "-f",
+                    "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} "
+                    "{{.HostConfig.RestartPolicy.Name}} {{.State.StartedAt}}", "upd")
+        memory, pids, policy, started = doc.stdout.split()
+        assert (memory, pids, policy) == (str(100 << 20), "50", "always")
+        # The running container's cgroup has the new limits (read from inside it).
+        script = ('p=$(grep -E ":memory:" /proc/self/cgroup | cut -d: -f3); '
+                  'for d in /sys/fs/cgroup/memory$p /sys/fs/cgroup/memory; do '
+                  '[ -e $d/memory.limit_in_bytes ] && { cat $d/memory.limit_in_bytes; break; }; '
+                  'done')
+        if ketch("exec", "upd", "test", "-d", "/sys/fs/cgroup/memory", check=False).returncode == 0:
+            assert ketch("exec", "upd", "sh", "-c", script).stdout.strip() == str(100 << 20)
+        ketch("restart", "-t", "1", "upd")
+        again = ketch("inspect", "-f", "{{.State.Status}} {{.State.StartedAt}}", "upd")
+        status, started2 = again.stdout.split()
+        assert status == "running" and started2 != started
+    finally:
+        ketch("rm", "-f", "upd")
