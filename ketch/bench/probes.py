@@ -165,10 +165,31 @@ class DiskUse:
         return self.apparent > self.allocated * 1.2 + 1024 * 1024
 
 
+def cmdline_files(pid: int) -> set[Path]:
+    """Files a QEMU command line names: -kernel, -initrd, and file= of -drive.
+
+    QEMU reads the kernel and initramfs at start and closes them, so they do
+    not show among its open files, yet every boot needs them on disk.
+    """
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return set()
+    found = set()
+    for flag, value in zip(args, args[1:], strict=False):
+        candidates = [value] if flag in ("-kernel", "-initrd") else []
+        if flag == "-drive":
+            candidates = [p[5:] for p in value.split(",") if p.startswith("file=")]
+        found |= {Path(c) for c in candidates if c.startswith("/") and os.path.isfile(c)}
+    return found
+
+
 def open_files(pids: set[int]) -> set[Path]:
-    """Regular files the processes hold open (a VM's disk images, kernel, initramfs)."""
+    """Regular files the processes hold open or name as QEMU images (disks, kernel, initramfs)."""
     found = set()
     for pid in pids:
+        found |= cmdline_files(pid)
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:

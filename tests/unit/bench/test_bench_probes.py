@@ -92,3 +92,24 @@ def test_run_timed_kills_on_timeout():
     t = workloads.run_timed([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
     assert t.returncode == -9
     assert t.first_output is None
+
+
+def test_open_files_reads_qemu_style_command_lines(tmp_path):
+    kernel, disk = tmp_path / "vmlinux", tmp_path / "disk.img"
+    kernel.write_bytes(b"k")
+    disk.write_bytes(b"d")
+    # A process whose argv looks like QEMU's; it holds neither file open.
+    code = "import time; time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code, "-kernel", str(kernel),
+                              "-drive", f"id=disk,file={disk},format=raw,if=none",
+                              "-initrd", str(tmp_path / "missing")])
+    try:
+        deadline = 50
+        while deadline and "-kernel" not in probes.proc_cmdline(child.pid):
+            deadline -= 1
+            subprocess.run(["sleep", "0.05"])
+        assert probes.open_files({child.pid}) >= {kernel, disk}
+        assert tmp_path / "missing" not in probes.open_files({child.pid})
+    finally:
+        child.kill()
+        child.wait()
