@@ -95,6 +95,8 @@ def copy(conn: sqlite3.Connection, src: tuple[Container | None, str],
     with mounted_root(conn, c) as root:
         if sc is not None:
             hp = host_path(root, sc, sp)
+            if not os.path.lexists(hp):   # name the path as the container sees it
+                raise NotFound(f"Could not find the file {sp} in container {sc.name}")
             tar_out(hp, stdout) if dp == "-" else copy_out(hp, dp)
             return
         hp = host_path(root, dc, dp)
