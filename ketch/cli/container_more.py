@@ -111,7 +111,7 @@ def _exit_code_after(conn, c) -> int:
 
 
 def _runtime_verb(refs, verb: str, want: str, new: str, msg: str) -> None:
-    from ketch.engine import containers, ocicli
+    from ketch.engine import containers, events, ocicli
     conn = _conn()
     for ref in refs:
         c = containers.lookup(conn, ref)
@@ -119,6 +119,8 @@ def _runtime_verb(refs, verb: str, want: str, new: str, msg: str) -> None:
             raise Conflict(msg.format(id=c.id))
         ocicli.run(c.options.runtime, verb, c.id)
         containers.update(conn, c.id, status=new)
+        events.emit("container", "pause" if verb == "pause" else "unpause", c.id,
+                    name=c.name, image=c.image)
         click.echo(ref)
 
 
@@ -143,12 +145,14 @@ def rename(container, new_name):
     """Rename a container."""
     import sqlite3
 
-    from ketch.engine import containers
+    from ketch.engine import containers, events
     from ketch.errors import AlreadyExists
     conn, c = _get(container)
     containers.check_name(new_name)
     try:
         containers.update(conn, c.id, name=new_name.lstrip("/"))
+        events.emit("container", "rename", c.id, name=new_name.lstrip("/"),
+                    oldName="/" + c.name, image=c.image)
     except sqlite3.IntegrityError:
         other = containers.lookup(conn, new_name)
         raise AlreadyExists(f'Conflict. The container name "/{new_name}" is already in use '
