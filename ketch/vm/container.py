@@ -121,7 +121,8 @@ def _prepare(d: Path, kernel, plan: spec.Plan) -> dict:
               "cpus": plan.cpus, "memory_mib": plan.memory_mib, "root_image": str(image),
               "shares": [(str(s), dest, ro) for s, dest, ro in plan.shares],
               "hostfwd": plan.hostfwd, "netns": plan.netns, "balloon": _balloon(),
-              "deadline": boot_deadline(accel_name), "process": plan.process.__dict__}
+              "deadline": boot_deadline(accel_name), "process": plan.process.__dict__,
+              "cgroups_path": plan.cgroups_path, "id": d.name}
     (d / "launch.json").write_text(json.dumps(launch))
     return launch
 
@@ -171,7 +172,7 @@ def run_inline(root: Path, cid: str, bundle: Path, pid_file: Path | None = None,
         raise AlreadyExists(f"container \"{cid}\" already exists") from None
     shim = None
     try:
-        shim = shim_mod.Shim(d, _prepare(d, kernel, plan))
+        shim = shim_mod.Shim(d, _prepare(d, kernel, plan), join_cgroup=False)
         shim.boot()
         _write_state(d, cid, plan, os.getpid())
         if pid_file is not None:
@@ -186,6 +187,7 @@ def run_inline(root: Path, cid: str, bundle: Path, pid_file: Path | None = None,
         if shim is not None:
             shim.teardown()
         if not keep:
+            _destroy_cgroup(d)
             shutil.rmtree(d, ignore_errors=True)
 
 
@@ -207,6 +209,8 @@ def state(root: Path, cid: str) -> dict:
     st = json.loads((d / "state.json").read_text())
     alive = _alive(st)
     status = "stopped" if not alive else ("running" if (d / "started").exists() else "created")
+    if status == "running" and (mgr := _cgroup(d)) is not None and mgr.frozen():
+        status = "paused"
     out = {k: st[k] for k in ("ociVersion", "id", "bundle", "created", "annotations")}
     out.update(status=status, pid=st["pid"] if alive else 0)
     exit_file = d / "exit"
@@ -272,10 +276,54 @@ def delete(root: Path, cid: str, force: bool = False) -> None:
         except FileNotFoundError:
             continue
         pids += [json.loads(text)["pid"]] if name == "state.json" else [int(p) for p in text.split()]
+    mgr = _thaw(d)
     for pid in pids:
         if _our_pid(pid, d):
             os.kill(pid, signal.SIGKILL)
+    for pid in mgr.pids() if mgr is not None else []:
+        try:
+            os.kill(pid, signal.SIGKILL)  # only the VM's processes are in its cgroup
+        except ProcessLookupError:
+            pass
     deadline = time.monotonic() + 5
     while any(_our_pid(p, d) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.01)
+    _destroy_cgroup(d)
     shutil.rmtree(d, ignore_errors=True)
+
+
+def _cgroup(d: Path):
+    from ketch.runtime.cgroups import CgroupManager
+    try:
+        return CgroupManager.from_state(json.loads((d / "cgroup.json").read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def _thaw(d: Path):
+    """The VM's cgroup, thawed: frozen processes would not even die of SIGKILL."""
+    mgr = _cgroup(d)
+    if mgr is not None and mgr.frozen():
+        mgr.thaw()
+    return mgr
+
+
+def _destroy_cgroup(d: Path) -> None:
+    mgr = _thaw(d)
+    if mgr is not None:
+        mgr.destroy()
+
+
+def pause(root: Path, cid: str, on: bool) -> None:
+    """Freeze (or thaw) the VM's cgroup: QEMU stops, and so does the guest."""
+    st = state(root, cid)
+    want = "running" if on else "paused"
+    if st["status"] != want:
+        raise Conflict(f"container \"{cid}\" is {st['status']}, not {want}")
+    mgr = _cgroup(state_dir(root, cid))
+    if mgr is None:
+        raise FailedPrecondition(f"container \"{cid}\" has no cgroup to freeze")
+    if on:
+        mgr.freeze()
+    else:
+        mgr.thaw()

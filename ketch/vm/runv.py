@@ -1,7 +1,7 @@
 """`ketch-runv`: runc's command line, running the OCI bundle in a QEMU micro-VM.
 
     ketch-runv [--root DIR] create --bundle B [--pid-file P] [--console-socket S] ID
-    ketch-runv start ID | state ID | kill ID [SIGNAL] | delete [--force] ID
+    ketch-runv start ID | state ID | kill ID [SIGNAL] | delete [--force] ID | pause ID | resume ID
     ketch-runv run [--bundle B] [--detach] ID
     ketch-runv exec [--tty] [--process P.json | [-e K=V] [--cwd D] [-u UID[:GID]] CMD...] ID
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ketch.errors import InvalidArgument, KetchError
 
-_UNSUPPORTED = ("pause", "resume", "update", "events", "ps", "checkpoint", "restore")
+_UNSUPPORTED = ("update", "events", "ps", "checkpoint", "restore")
 
 
 def parse_signal(value: str) -> int:
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
             c.add_argument("--detach", "-d", action="store_true")
             c.add_argument("--keep", action="store_true")
         c.add_argument("id")
-    for name in ("start", "state"):
+    for name in ("start", "state", "pause", "resume"):
         sub.add_parser(name).add_argument("id")
     k = sub.add_parser("kill")
     k.add_argument("--all", "-a", action="store_true")
@@ -130,6 +130,8 @@ def dispatch(args) -> int:
         return _run(args, root)
     elif args.cmd == "start":
         container.start(root, args.id)
+    elif args.cmd in ("pause", "resume"):
+        container.pause(root, args.id, args.cmd == "pause")
     elif args.cmd == "state":
         print(json.dumps(container.state(root, args.id), indent=2))
     elif args.cmd == "kill":

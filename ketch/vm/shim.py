@@ -31,9 +31,11 @@ from ketch.vm import proto, qemu
 
 
 class Shim:
-    def __init__(self, state_dir: Path, launch: dict):
+    def __init__(self, state_dir: Path, launch: dict, join_cgroup: bool = True):
         self.dir = state_dir
         self.launch = launch
+        self.join_cgroup = join_cgroup
+        self.cgroup = None
         self.qemu: subprocess.Popen | None = None
         self.helpers: list[subprocess.Popen] = []
         self.sock: socket.socket | None = None
@@ -63,6 +65,7 @@ class Shim:
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         guest.close()
         (self.dir / "qemu.pid").write_text(str(self.qemu.pid))
+        self._place_in_cgroup()
         self.sock = host
         self.reader = proto.FrameReader(host)
         host.settimeout(self.launch["deadline"])
@@ -89,6 +92,20 @@ class Shim:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(self.dir / "shim.sock"))
         self.listener.listen(16)
+
+    def _place_in_cgroup(self) -> None:
+        """The container's cgroup holds the VM's processes (see spec.py for why no limits)."""
+        from ketch.runtime.cgroups import manager_for
+
+        mgr = manager_for(self.launch.get("cgroups_path") or None, self.launch["id"])
+        # The device cgroup starts at deny-all: allow what QEMU may open (kvm, tun, vhost).
+        mgr.create(devices=[{"type": "c", "major": 10, "minor": m} for m in (200, 232, 238, 241)])
+        self.cgroup = mgr
+        (self.dir / "cgroup.json").write_text(json.dumps(mgr.to_state()))
+        for proc in [self.qemu, *self.helpers]:
+            mgr.add(proc.pid)
+        if self.join_cgroup:
+            mgr.add(os.getpid())
 
     def _virtiofsd(self, index: int, host_dir: str) -> str:
         path = self.dir / f"fs{index}.sock"
@@ -119,6 +136,17 @@ class Shim:
                 qemu.kill_pid(proc.pid)
             if proc is not None:
                 proc.wait()
+        if self.cgroup is not None:
+            # virtiofsd forks its sandboxed worker: the cgroup knows every process.
+            deadline = time.monotonic() + 3
+            while (left := [p for p in self.cgroup.pids() if p != os.getpid()]) \
+                    and time.monotonic() < deadline:
+                for pid in left:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                time.sleep(0.02)
         for name in ("qmp.sock", "shim.sock"):
             (self.dir / name).unlink(missing_ok=True)
 
@@ -291,6 +319,8 @@ def main() -> None:
         shim.boot()
     except (KetchError, OSError) as exc:
         shim.teardown()
+        if shim.cgroup is not None:
+            shim.cgroup.destroy()
         os.write(ready_fd, f"error {exc}".encode())
         os._exit(1)
     if launch["process"].get("terminal"):

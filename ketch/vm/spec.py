@@ -16,6 +16,12 @@ Annotations the engine may set:
     ketch.vm.ports      published ports as QEMU hostfwd rules, comma separated,
                         e.g. "tcp:127.0.0.1:8080-:80,udp::5353-:53"
 
+QEMU, virtiofsd and the shim are placed in the container's cgroup
+(linux.cgroupsPath, default <cgroup parent>/<id>) so stats and pause (the
+freezer stops the whole VM) work as for containers; no limits are written
+there -- the VM's size already bounds it, and a memory limit on QEMU would
+kill the VM instead of the process inside it.
+
 A new network namespace in linux.namespaces gives the shim (the container's
 pid) a private, empty one: whatever the engine attaches to /proc/<pid>/ns/net
 lands there, never in the host's; the guest's own traffic goes through QEMU
@@ -56,6 +62,7 @@ class Plan:
     tmpfs: list[str] = field(default_factory=list)
     hostfwd: list[str] | None = field(default_factory=list)
     netns: bool = False        # config asks for a new network namespace (see shim.py)
+    cgroups_path: str = ""     # linux.cgroupsPath; "" -> <cgroup parent>/<id>
     annotations: dict[str, str] = field(default_factory=dict)
 
 
@@ -135,6 +142,7 @@ def plan(bundle: Path) -> Plan:
              readonly=bool(root.get("readonly")), hostname=cfg.get("hostname") or "",
              cpus=vcpus(resources), memory_mib=memory_mib(resources), annotations=annotations)
     _mounts(p, cfg.get("mounts") or [])
+    p.cgroups_path = (cfg.get("linux") or {}).get("cgroupsPath") or ""
     p.netns = any(ns.get("type") == "network" and not ns.get("path")
                   for ns in (cfg.get("linux") or {}).get("namespaces") or [])
     network = annotations.get("ketch.vm.network", "user")

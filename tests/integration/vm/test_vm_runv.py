@@ -37,6 +37,16 @@ def test_vm_lifecycle_exec_and_exit_codes(runv, tmp_path: Path):
         assert json.loads(runv("state", "vm1").stdout)["status"] == "running"
         assert _wait_for(lambda: out.read_bytes() == b"started\n" and err.read_bytes() == b"to-stderr\n")
 
+        # QEMU and the shim live in the container's cgroup; pausing freezes the VM.
+        qemu_pid = (runv.root / "vm1" / "qemu.pid").read_text()
+        want = f"{os.environ['KETCH_CGROUP_PARENT']}/vm1"
+        for pid in (qemu_pid, state["pid"]):
+            assert want in Path(f"/proc/{pid}/cgroup").read_text()
+        assert runv("pause", "vm1").returncode == 0
+        assert json.loads(runv("state", "vm1").stdout)["status"] == "paused"
+        assert runv("resume", "vm1").returncode == 0
+        assert json.loads(runv("state", "vm1").stdout)["status"] == "running"
+
         r = runv("exec", "vm1", "sh", "-c", "echo o; echo e >&2; exit 7")
         assert (r.returncode, r.stdout, r.stderr) == (7, b"o\n", b"e\n")
         r = runv("exec", "vm1", "nosuchcommand")
