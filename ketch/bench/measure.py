@@ -152,8 +152,9 @@ def storage(rt: Runtime, instances: list[Instance], baseline: probes.DiskUse,
     sparse = (f"apparent size {fmt_bytes(apparent)} vs {fmt_bytes(allocated)} "
               f"allocated: sparse/thin files present" if use.sparse
               else "no significant sparse/thin files (apparent ~ allocated)")
-    shared = (f"; plus files QEMU boots from or holds open outside them (guest kernel, initramfs, disk "
-              f"images; shared ones once): {', '.join(sorted({str(f) for f in outside}))}"
+    shared = (f"; plus files QEMU boots from or holds open outside them (guest kernel, "
+              f"initramfs, disk images; shared ones once): "
+              f"{', '.join(sorted({str(f) for f in outside}))}"
               if outside else "")
     how = (f"allocated blocks (st_blocks*512, hard links once, not crossing mounts) under "
            f"{rt.label}'s private storage roots with {n} instance(s) running, image included "
