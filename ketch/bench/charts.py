@@ -58,7 +58,9 @@ def _bars(ax, groups: list[str], series: dict[str, list[float]], ylabel: str, ti
         xs = [g + i * width for g in range(len(groups))]
         ax.bar(xs, values, width=width, label=name)
     ax.set_xticks([g + width * (len(series) - 1) / 2 for g in range(len(groups))], groups)
-    ax.set_ylabel(ylabel)
+    # Containers and VMs differ by orders of magnitude here: a log axis shows both.
+    ax.set_yscale("log")
+    ax.set_ylabel(ylabel + " (log scale)")
     ax.set_title(title)
     ax.legend()
 

@@ -197,7 +197,8 @@ def render_markdown(run: Run, charts: list[str] | None = None) -> str:
     """report.md: the tables, the host, how each figure was measured, the charts."""
     h = run.host
     out = ["# ketch bench: containers vs VMs on this machine", "",
-           f"Mode: {run.options.get('mode')}, runs: {run.options.get('runs')}, "
+           f"Mode: {run.options.get('mode')}, timed starts per runtime: "
+           f"{run.options.get('runs') or 'default (quick 3, VMs 2; full 10, VMs 5)'}, "
            f"wall time {run.seconds:.0f} s. Host: Linux {h.get('kernel')}, {h.get('cpus')} CPUs, "
            f"{fmt_bytes(h.get('mem_total', 0))} RAM. busybox: {h.get('busybox')} "
            f"(sha256 {str(h.get('busybox_sha256', '?'))[:16]}...), the same binary in every "
