@@ -36,6 +36,22 @@ EXTRA_ROWS = [
 ]
 
 
+#: One line per kind of figure, printed under the terminal tables (report.md has the
+#: exact method of every figure).
+METHOD_NOTES = [
+    "Start: host clock, from spawning the command to the line 'ready' (or the first HTTP "
+    "answer); 1 untimed warm-up per runtime.",
+    "Memory: PSS = sum of Pss (smaps_rollup) over the instance's host processes (cgroup, "
+    "monitor, QEMU); MemAvailable drop = whole-host view, noisier.",
+    "Disk: allocated blocks (st_blocks*512), hard links once, image included; apparent size "
+    "shown when files are sparse.",
+    "CPU: busybox sha256sum, same binary inside and on the host, timed inside by /proc/uptime; "
+    "I/O: busybox dd, fsync'd write, warm-cache read.",
+    "Density: EXTRAPOLATED from PSS per idle instance, not run. (wide spread) = p90/median > "
+    "1.5 or IQR/median > 0.3.",
+]
+
+
 def fmt_value(r: Result | None, *, short: bool = False) -> str:
     """One cell: the figure with its spread, or n/a and why."""
     if r is None:
@@ -142,7 +158,18 @@ def detail_rows(run: Run) -> tuple[list[str], list[list[str]]]:
                 # "-": this runtime has no such target (runc has no writable layer)
                 cells.append("-" if r is None and has_other else fmt_value(r, short=True))
             rows.append([name, *cells])
+        if metric == "mem_idle":
+            rows.append(["host MemAvailable drop per idle instance (whole host, noisy)",
+                         *[_memavailable(run.get(k, metric)) for k in keys]])
     return header, rows
+
+
+def _memavailable(r: Result | None) -> str:
+    if r is None or not r.ok or "memavailable_drop_per_instance" not in r.extra:
+        return "n/a: see PSS row"
+    drop = r.extra["memavailable_drop_per_instance"]
+    # A negative drop means other work on the host freed more than the instances took.
+    return fmt_bytes(drop) if drop >= 0 else f"{fmt_bytes(drop)} (host noise exceeded it)"
 
 
 def unavailable(run: Run) -> list[str]:
@@ -175,7 +202,7 @@ def render_text(run: Run, width: int = 120) -> str:
     out += ["", "All runtimes:", ""]
     header, rows = detail_rows(run)
     out.append(text_table(header, rows, width))
-    out += ["", *unavailable(run), *cleanup_lines(run)]
+    out += ["", *unavailable(run), *cleanup_lines(run), "", *METHOD_NOTES]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -245,5 +272,5 @@ def render_rich(run: Run, console) -> None:
     for row in rows:
         detail.add_row(*row)
     console.print(detail)
-    for line in [*unavailable(run), *cleanup_lines(run)]:
+    for line in [*unavailable(run), *cleanup_lines(run), "", *METHOD_NOTES]:
         console.print(line, markup=False, highlight=False)

@@ -98,6 +98,19 @@ def test_detail_table_lists_io_targets_and_all_runtimes():
     assert layer_row[2] == "n/a: not run"  # podman recorded no I/O at all
 
 
+def test_memavailable_row_is_beside_pss():
+    run = recorded_run()
+    run.results.append(from_samples("podman", "mem_idle", [1e6, 1.1e6, 0.9e6], "p",
+                                    memavailable_drop_per_instance=-4e6))
+    header, rows = report.detail_rows(run)
+    names = [r[0] for r in rows]
+    i = names.index("host memory per idle instance (PSS)")
+    assert names[i + 1].startswith("host MemAvailable drop")
+    assert rows[i][2] == "1 MB"
+    assert rows[i + 1][2] == "-4 MB (host noise exceeded it)"
+    assert rows[i + 1][1] == "n/a: see PSS row"
+
+
 def test_accel_word():
     assert report.accel_word("TCG (QEMU failed under KVM)") == "TCG"
     assert report.accel_word("KVM") == "KVM"
