@@ -184,6 +184,10 @@ def free_port() -> int:
 
 
 def one_line(text: str) -> str:
-    """The last meaningful line of an error output, for one-line reasons."""
+    """The last non-empty line of an error output, shortened, for one-line reasons."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:200] if lines else "no output"
+    if not lines:
+        return "no output"
+    line = lines[-1]
+    # Keep both ends of a long message: what failed, and the final error.
+    return line if len(line) <= 240 else f"{line[:90]} ... {line[-140:]}"
