@@ -72,7 +72,8 @@ class _Progress:
 
 @click.command("bench")
 @click.option("--quick", "mode", flag_value="quick", default=True,
-              help="About a minute: few runs, small workloads (default).")
+              help="Few runs, small workloads (default): about a minute for containers; "
+                   "a VM start under TCG costs ~15 s each; the full VM only if named.")
 @click.option("--full", "mode", flag_value="full", help="The whole set: more runs, larger workloads.")
 @click.option("-n", "--runs", type=click.IntRange(min=1), default=None,
               help="Timed starts per runtime (default: quick 3, VMs 2; full 10, VMs 5).")
