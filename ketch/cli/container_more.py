@@ -256,10 +256,10 @@ def container_cleanup(cid):
 
 
 @container.command("healthcheck-loop", hidden=True)
-@click.argument("cid")
-def container_health(cid):
+def container_health():
+    """The root's healthcheck process (started by `start` when a container has one)."""
     from ketch.engine import health
-    health.loop(cid)
+    health.loop()
 
 
 @container.command("prune")

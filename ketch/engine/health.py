@@ -1,16 +1,19 @@
 """Healthchecks (--health-* flags or the image's HEALTHCHECK), Docker's state machine.
 
-A small loop process per container with a healthcheck (containers without
-one pay nothing): every Interval it runs the test through `<runtime> exec`,
-keeps the last five results, and flips Status between starting, healthy and
-unhealthy after Retries consecutive failures (failures during StartPeriod
-do not count). It ends when the container stops running.
+One checker process per root serves every container with a healthcheck
+(containers without one pay nothing, and N healthchecked containers pay one
+interpreter, not N): every Interval it runs a container's test through
+`<runtime> exec`, keeps the last five results, and flips Status between
+starting, healthy and unhealthy after Retries consecutive failures (failures
+during StartPeriod do not count). An flock on <runroot>/health.lock makes
+it a singleton; it ends when no running container has a healthcheck. Before
+ending it drops the lock and looks once more, so a container started in
+that instant (whose own checker found the lock taken) is not left unchecked.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import time
 
@@ -55,35 +58,76 @@ def check_once(c: containers.Container, h: dict) -> tuple[int, str]:
     return r.returncode, (r.stdout + r.stderr).decode(errors="replace")[-4096:]
 
 
-def loop(cid: str) -> None:
-    conn = containers.connect()
+def _due(conn, tracked: dict) -> None:
+    """Sync `tracked` (cid -> schedule) with the running containers that have a healthcheck."""
+    live = {}
+    for c in containers.all_containers(conn):
+        h = config(c) if c.status == "running" else None
+        if h is not None:
+            live[c.id] = (c, h)
+    for cid in list(tracked):
+        if cid not in live or tracked[cid]["started"] != live[cid][0].started_at:
+            del tracked[cid]
+    for cid, (c, h) in live.items():
+        if cid not in tracked:
+            state = {"Status": "starting", "FailingStreak": 0, "Log": []}
+            containers.update(conn, cid, health=state)
+            tracked[cid] = {"h": h, "started": c.started_at, "state": state,
+                            "next": time.time() + h["Interval"] / 1e9}
+
+
+def _check(conn, cid: str, entry: dict) -> None:
     c = containers.get(conn, cid)
-    h = config(c) if c else None
-    if h is None:
+    if c is None or c.status != "running":
         return
-    state = {"Status": "starting", "FailingStreak": 0, "Log": []}
+    h, state = entry["h"], entry["state"]
+    t0 = time.time()
+    code, out = check_once(c, h)
+    state["Log"] = (state["Log"] + [{"Start": rfc3339(t0), "End": rfc3339(time.time()),
+                                      "ExitCode": code, "Output": out}])[-5:]
+    if code == 0:
+        state["Status"], state["FailingStreak"] = "healthy", 0
+    elif time.time() - entry["started"] > h["StartPeriod"] / 1e9:
+        state["FailingStreak"] += 1
+        if state["FailingStreak"] >= h["Retries"]:
+            state["Status"] = "unhealthy"
     containers.update(conn, cid, health=state)
-    started = c.started_at
+    entry["next"] = time.time() + h["Interval"] / 1e9
+
+
+def _lock() -> int | None:
+    import fcntl
+
+    from ketch import paths
+    paths.runroot().mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.runroot() / "health.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        pidfd = os.pidfd_open(c.pid)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
     except OSError:
+        os.close(fd)
+        return None
+
+
+def loop() -> None:
+    """The root's checker; returns at once if another one already runs."""
+    fd = _lock()
+    if fd is None:
         return
+    conn = containers.connect()
+    tracked: dict = {}
     while True:
-        # Sleep one interval, but wake at once if the container's init exits.
-        if select.select([pidfd], [], [], h["Interval"] / 1e9)[0]:
-            os.close(pidfd)
-            return
-        c = containers.get(conn, cid)
-        if c is None or c.status != "running" or c.started_at != started:
-            return
-        t0 = time.time()
-        code, out = check_once(c, h)
-        state["Log"] = (state["Log"] + [{"Start": rfc3339(t0), "End": rfc3339(time.time()),
-                                          "ExitCode": code, "Output": out}])[-5:]
-        if code == 0:
-            state["Status"], state["FailingStreak"] = "healthy", 0
-        elif time.time() - started > h["StartPeriod"] / 1e9:
-            state["FailingStreak"] += 1
-            if state["FailingStreak"] >= h["Retries"]:
-                state["Status"] = "unhealthy"
-        containers.update(conn, cid, health=state)
+        _due(conn, tracked)
+        if not tracked:
+            os.close(fd)                       # release, then look once more
+            _due(conn, tracked)
+            if not tracked or (fd := _lock()) is None:
+                return
+            continue
+        now = time.time()
+        for cid, entry in list(tracked.items()):
+            if entry["next"] <= now:
+                _check(conn, cid, entry)
+        wake = min(e["next"] for e in tracked.values())
+        # At least once a second: new containers join, stopped ones leave.
+        time.sleep(max(0.0, min(wake - time.time(), 1.0)))

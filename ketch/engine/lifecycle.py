@@ -192,7 +192,7 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False):
             undo.pop_all()
         events.emit("container", "start", c.id, name=c.name, image=c.image)
         if opts.health and not opts.no_healthcheck or _image_health(c):
-            _spawn_health(c.id)
+            _spawn_health()
         return sock
 
 
@@ -201,9 +201,10 @@ def _image_health(c: Container) -> bool:
     return bool(test) and test[0] != "NONE" and not c.options.no_healthcheck
 
 
-def _spawn_health(cid: str) -> None:
+def _spawn_health() -> None:
+    """Make sure the root's healthcheck process runs (it exits at once if it already does)."""
     import subprocess
-    subprocess.Popen([monitor.ketch_binary(), "container", "healthcheck-loop", cid],
+    subprocess.Popen([monitor.ketch_binary(), "container", "healthcheck-loop"],
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True)
 

@@ -109,7 +109,7 @@ def test_simulated_reboot_then_restore(ketch, busybox, ketch_env):
         ketch("rm", "-f", "keep", "gone")
 
 
-def test_healthcheck_goes_from_starting_to_healthy(ketch, busybox):
+def test_healthcheck_goes_from_starting_to_healthy(ketch, busybox, ketch_env):
     ketch("run", "-d", "--name", "doc", "--network", "none", "--health-cmd", "test -e /ok",
           "--health-interval", "300ms", "--health-retries", "1", busybox, "sleep", "60")
     try:
@@ -118,5 +118,24 @@ def test_healthcheck_goes_from_starting_to_healthy(ketch, busybox):
         ketch("exec", "doc", "touch", "/ok")
         _until(lambda: health() == "healthy")
         assert "(healthy)" in ketch("ps", "--format", "{{.Status}}").stdout
+        # A second healthchecked container is served by the same checker process.
+        ketch("run", "-d", "--name", "doc2", "--network", "none", "--health-cmd", "true",
+              "--health-interval", "300ms", busybox, "sleep", "60")
+        _until(lambda: ketch("inspect", "-f", "{{.State.Health.Status}}", "doc2").stdout
+               .strip() == "healthy")
+        assert len(_checkers(ketch_env["KETCH_TEST_ID"])) == 1
     finally:
-        ketch("rm", "-f", "doc")
+        ketch("rm", "-f", "doc", "doc2", check=False)
+
+
+def _checkers(test_id: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"healthcheck-loop" in cmd and f"KETCH_TEST_ID={test_id}".encode() in env:
+            found.append(int(pid))
+    return found
