@@ -123,6 +123,23 @@ def parse_spec(capabilities: dict | None, warn: Warn | None = None) -> dict[str,
     return sets
 
 
+def parse_spec_warning(capabilities: dict | None, warn: Warn) -> dict[str, set[int]]:
+    """parse_spec, telling `warn` once per capability left out (naming its sets).
+
+    A --privileged style config names each capability in all five sets: one
+    line per capability, not five.
+    """
+    skipped: dict[str, list[str]] = {}
+
+    def collect(msg: str) -> None:
+        field, _, why = msg.partition(": ")
+        skipped.setdefault(why, []).append(field.rsplit(".", 1)[-1])
+    sets = parse_spec(capabilities, collect)
+    for why, keys in skipped.items():
+        warn(f"process.capabilities ({', '.join(keys)}): {why}")
+    return sets
+
+
 def mask(caps: Iterable[int]) -> int:
     out = 0
     for c in caps:

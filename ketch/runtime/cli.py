@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "h": ("help", False)}, True)
     except InvalidArgument as exc:
         return _fail({}, str(exc), 1)
+    from ketch.runtime import log
+    log.configure(gopts.get("log"), gopts.get("log_format"))
     if gopts.get("version"):
         print(f"ketch-runc version {VERSION}\nspec: 1.2.0")
         return 0
@@ -139,21 +141,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(gopts: dict, msg: str, code: int) -> int:
-    sys.stderr.write(f"ketch-runc: {msg}\n")
-    log = gopts.get("log")
-    if log:
-        import time
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if gopts.get("log_format") == "json":
-            import json
-            line = json.dumps({"level": "error", "msg": msg, "time": stamp})
-        else:
-            line = f'time="{stamp}" level=error msg="{msg}"'
-        try:
-            with open(log, "a") as f:
-                f.write(line + "\n")
-        except OSError:
-            pass
+    from ketch.runtime import log
+    log.configure(gopts.get("log"), gopts.get("log_format"))
+    log.error(msg)
     if gopts.get("debug"):
         import traceback
         traceback.print_exc()

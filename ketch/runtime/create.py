@@ -44,8 +44,8 @@ def validate(spec: dict, bundle: str) -> str:
     """Check the whole config; return the absolute rootfs path."""
     runtime_spec.check(spec)
     linux = spec.get("linux") or {}
-    from ketch.runtime import caps
-    caps.parse_spec(spec["process"].get("capabilities"))
+    from ketch.runtime import caps, log
+    caps.parse_spec_warning(spec["process"].get("capabilities"), log.warn)
     if linux.get("seccomp") is not None:
         from ketch.runtime import seccomp
         seccomp.validate(linux["seccomp"])
@@ -138,7 +138,9 @@ def _spawn(c: Container, spec: dict, early: dict, no_pivot: bool, preserve: int,
     cg = manager_for(linux.get("cgroupsPath"), c.id)
     undo.callback(cg.destroy)
     undo.callback(_kill_reap, stage1)  # again: undo runs in reverse, the cgroup must be empty
-    cg.create()
+    # linux.devices first: a cgroup we make starts at the default device policy,
+    # and the nodes the runtime creates must stay usable without a resources rule.
+    cg.create(linux.get("devices"))
     cg.add(stage1)
     if linux.get("resources"):
         cg.set(linux["resources"])

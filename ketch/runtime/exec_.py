@@ -62,8 +62,8 @@ def build_process(c: Container, opts: dict, args: list[str]) -> dict:
 def run(c: Container, opts: dict, args: list[str]) -> int:
     proc = build_process(c, opts, args)
     c.need(CREATED, RUNNING, verb="exec in")
-    from ketch.runtime import caps
-    caps.parse_spec(proc.get("capabilities"))
+    from ketch.runtime import caps, log
+    caps.parse_spec_warning(proc.get("capabilities"), log.warn)
     console_fd = ours = None
     if proc.get("terminal"):
         if opts.get("console_socket"):

@@ -7,10 +7,8 @@ the hooks still run (runtime-spec "Lifecycle").
 
 from __future__ import annotations
 
-import sys
-
 from ketch.errors import FailedPrecondition
-from ketch.runtime import fastjson
+from ketch.runtime import fastjson, log
 
 FATAL = ("prestart", "createRuntime", "createContainer", "startContainer")
 
@@ -23,7 +21,7 @@ def run_all(hooks: list[dict], kind: str, state: dict | None) -> None:
         except FailedPrecondition as exc:
             if kind in FATAL:
                 raise FailedPrecondition(f"{kind} hook #{i} ({hook['path']}): {exc}") from None
-            sys.stderr.write(f"ketch-runc: warning: {kind} hook #{i} ({hook['path']}): {exc}\n")
+            log.warn(f"{kind} hook #{i} ({hook['path']}): {exc}")
 
 
 def run_one(hook: dict, data: bytes) -> None:

@@ -120,3 +120,15 @@ def test_bounding_drop_failure_names_the_capability(monkeypatch):
 
     with pytest.raises(FailedPrecondition, match="drop CAP_SYS_ADMIN from the bounding set"):
         caps.drop_bounding(set())
+
+
+def test_parse_spec_warning_names_each_capability_once(monkeypatch):
+    monkeypatch.setattr(caps, "_last_cap", 40)
+    all_but_resource = ((1 << 41) - 1) & ~(1 << caps.CAPS["CAP_SYS_RESOURCE"])
+    monkeypatch.setattr(caps, "own_bounding", lambda: all_but_resource)
+    warned: list[str] = []
+    spec = {k: ["CAP_KILL", "CAP_SYS_RESOURCE"] for k in ("bounding", "effective", "ambient")}
+    sets = caps.parse_spec_warning(spec, warned.append)
+    assert sets["bounding"] == sets["ambient"] == {caps.CAPS["CAP_KILL"]}
+    assert warned == ["process.capabilities (bounding, effective, ambient): capability "
+                      "CAP_SYS_RESOURCE is not in the runtime's bounding set, ignored"]
