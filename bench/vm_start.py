@@ -70,9 +70,14 @@ def first_output(runv: list[str], bundle: Path, cid: str, cpu: list[float] | Non
     return elapsed
 
 
-def wall(cmd: list[str]) -> float:
+def wall(cmd: list[str]) -> float | None:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        print(f"{cmd[0]} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}",
+              file=sys.stderr)
+        return None
     return time.perf_counter() - t0
 
 
@@ -107,6 +112,7 @@ def main() -> None:
                 results["ketch-runc run true"].append(
                     wall([str(runc_bin), "--root", str(top / "runc"), "run", "--bundle",
                           str(true), f"c{i}"]))
+        results = {k: [r for r in v if r is not None] for k, v in results.items()}
         load1 = os.getloadavg()[0]
     print(f"rounds {args.n}, network {'user' if args.network else 'none'}, "
           f"load average {load0:.1f} -> {load1:.1f}")

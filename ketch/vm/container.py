@@ -310,8 +310,13 @@ def _thaw(d: Path):
 
 def _destroy_cgroup(d: Path) -> None:
     mgr = _thaw(d)
-    if mgr is not None:
-        mgr.destroy()
+    if mgr is None:
+        return
+    # A killed QEMU leaves the cgroup only once it has freed the guest's memory.
+    deadline = time.monotonic() + 10
+    while mgr.pids() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    mgr.destroy()
 
 
 def pause(root: Path, cid: str, on: bool) -> None:

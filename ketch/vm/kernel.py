@@ -19,7 +19,6 @@ lib/modules/<release> directory.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import struct
@@ -218,6 +217,7 @@ def extract_vmlinux(bzimage: bytes) -> bytes:
 
 def _lz4_legacy(payload: bytes) -> bytes:
     """LZ4 legacy frames (what the kernel's LZ4 bzImage uses), via the system liblz4."""
+    import ctypes  # only on install: keeps it off the start path
     try:
         lib = ctypes.CDLL("liblz4.so.1")
     except OSError as exc:
