@@ -92,10 +92,22 @@ def _host_memory_limit(pid: int) -> int:
     raise AssertionError(f"no memory cgroup for pid {pid}")
 
 
+def test_capabilities_drop_all_add_one(engine):
+    proc = run(engine, "--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE", IMAGE,
+               "grep", "^Cap", "/proc/self/status")
+    assert proc.returncode == 0, proc.stderr
+    caps = dict(line.split(":\t") for line in proc.stdout.splitlines())
+    only_net_bind = f"{1 << 10:016x}"  # CAP_NET_BIND_SERVICE is bit 10
+    assert [caps[k] for k in ("CapPrm", "CapEff", "CapBnd")] == [only_net_bind] * 3
+    assert caps["CapInh"] == caps["CapAmb"] == "0" * 16
+
+
 def test_exec_into_a_detached_container(engine):
     name = f"ketch-exec-{engine.name}"
+    # pid 1 handles SIGTERM: `stop` must deliver it (ketch-runc kill) for the status to be 7.
+    script = "trap 'exit 7' TERM; sleep 300 & wait"
     created = engine(*engine.run_args(), "-d", "--name", name, "--memory", "64m", IMAGE,
-                     "sleep", "300")
+                     "sh", "-c", script)
     assert created.returncode == 0, created.stderr
     try:
         pid = int(engine("inspect", "-f", "{{.State.Pid}}", name, check=True).stdout)
@@ -103,11 +115,16 @@ def test_exec_into_a_detached_container(engine):
 
         proc = engine("exec", name, "sh", "-c", "echo from-exec; exit 5")
         assert (proc.returncode, proc.stdout) == (5, "from-exec\n"), proc.stderr
-        proc = engine("exec", "--user", "65534", name, "id", "-u")
-        assert (proc.returncode, proc.stdout) == (0, "65534\n"), proc.stderr
-        # The exec'd process is in the container: same pid namespace, sees pid 1's sleep.
+        proc = engine("exec", "--user", "65534", "-e", "A=b", "-w", "/tmp", name,
+                      "sh", "-c", "id -u; echo $A; pwd")
+        assert (proc.returncode, proc.stdout) == (0, "65534\nb\n/tmp\n"), proc.stderr
+        proc = engine("exec", "-t", name, "tty")  # a pty through --console-socket
+        assert proc.stdout.strip() == "/dev/pts/0", proc.stderr
+        # The exec'd process is in the container: same pid namespace, sees pid 1's shell.
         proc = engine("exec", name, "cat", "/proc/1/cmdline")
-        assert proc.stdout.split("\0")[:2] == ["sleep", "300"], proc.stderr
+        assert proc.stdout.split("\0")[:3] == ["sh", "-c", script], proc.stderr
+        # `docker top` asks the runtime (`ps --format json`) for the container's pids.
+        assert "sleep 300" in engine("top", name, check=True).stdout
         # Without --security-opt, no_new_privs stays off (the test above can fail).
         proc = engine("exec", name, "grep", "NoNewPrivs", "/proc/self/status")
         assert proc.stdout.split() == ["NoNewPrivs:", "0"], proc.stderr
@@ -115,8 +132,8 @@ def test_exec_into_a_detached_container(engine):
         proc = engine("exec", name, "/no/such/cmd")
         assert proc.returncode == {"docker": 126, "podman": 127}[engine.name], proc.stderr
 
-        engine("kill", name, check=True)
-        code = engine("wait", name, check=True).stdout.strip()
-        assert code == "137"  # 128 + SIGKILL, as the engine saw the container end
+        engine("stop", "--time", "20", name, check=True)
+        code = engine("inspect", "-f", "{{.State.ExitCode}}", name, check=True).stdout
+        assert code.strip() == "7"
     finally:
         engine("rm", "--force", name)
