@@ -8,6 +8,8 @@ docker-registry (127.0.0.1, plain http). Each round pulls it from scratch:
     skopeo  skopeo copy docker://<ref> oci:<dir>:t  then  umoci unpack --image <dir>:t <bundle>
 
 Usage: .venv/bin/python bench/pull_registry.py [--rounds 3] [--mb 100] [--json out.json]
+       [--baseline DIR]   also time `ketch pull` of another source tree (PYTHONPATH=DIR),
+                          e.g. an older commit: `git archive <rev> | tar -x -C DIR`
 Prints a Markdown table (median wall time, throughput over the compressed size).
 """
 
@@ -77,6 +79,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--mb", type=int, default=100)
     ap.add_argument("--json", default="")
+    ap.add_argument("--baseline", default="")
     args = ap.parse_args()
     for tool in ("skopeo", "umoci", "docker-registry"):
         if not shutil.which(tool):
@@ -88,8 +91,9 @@ def main() -> None:
         compressed = sum(d["size"] for d in manifest["layers"])
         ref = f"{reg.host}/bench/pull:1"
         skopeo_push(work / "layout", "latest", ref)
-        results: dict[str, list[float]] = {"ketch": [], "skopeo+umoci": []}
-        cpu: dict[str, list[float]] = {"ketch": [], "skopeo+umoci": []}
+        names = ["ketch", "skopeo+umoci"] + (["ketch (baseline)"] if args.baseline else [])
+        results: dict[str, list[float]] = {n: [] for n in names}
+        cpu: dict[str, list[float]] = {n: [] for n in names}
         for r in range(args.rounds):
             round_dir = work / f"round{r}"
             env = dict(os.environ, KETCH_ROOT=str(round_dir / "ketch-root"),
@@ -101,8 +105,14 @@ def main() -> None:
                         ["skopeo", "copy", "--quiet", "--src-tls-verify=false",
                          f"docker://{ref}", f"oci:{oci}:t"],
                         ["umoci", "unpack", "--image", f"{oci}:t", str(round_dir / "bundle")]]}
+            if args.baseline:
+                runs["ketch (baseline)"] = [[KETCH, "pull", "-q", ref]]
             for name, cmds in runs.items():
-                wall, used = timed(cmds, env)
+                run_env = env
+                if name == "ketch (baseline)":
+                    run_env = dict(env, PYTHONPATH=args.baseline,
+                                   KETCH_ROOT=str(round_dir / "base-root"))
+                wall, used = timed(cmds, run_env)
                 results[name].append(wall)
                 cpu[name].append(used)
             shutil.rmtree(round_dir)

@@ -12,6 +12,11 @@ survives a crash, so the next writer of the same ref resumes at `offset`.
 An exclusive flock on the ingest's lock file makes concurrent writers of one
 ref take turns; the second sees the blob already committed (`Writer.exists`)
 and writes nothing.
+
+`Writer.follow()` reads an ingest while it is being written (a layer unpacks
+as it downloads). The follower sees end of data only after the writer's
+`end_follow(ok=True)`, which the caller gives after a successful commit, so
+whatever consumes it to the end has consumed verified content.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -171,6 +177,8 @@ class Writer:
         self._hash = hashlib.sha256()
         self.offset = 0
         self._rehash()
+        self._cond: threading.Condition | None = None   # set by follow()
+        self._ended: bool | None = None                 # None: writing; True ok; False failed
 
     def _take_lock(self) -> int:
         # The holder removes the ingest directory when done; a waiter that then
@@ -201,6 +209,7 @@ class Writer:
         self._file.truncate(0)
         self._hash = hashlib.sha256()
         self.offset = 0
+        self._notify()
 
     def write(self, data: bytes) -> int:
         if self.expected_size is not None and self.offset + len(data) > self.expected_size:
@@ -209,7 +218,30 @@ class Writer:
         self._file.write(data)
         self._hash.update(data)
         self.offset += len(data)
+        self._notify()
         return len(data)
+
+    # -- following -------------------------------------------------------------
+    def follow(self) -> Follower:
+        """A reader of this ingest from byte 0 that waits for bytes still to come."""
+        if self._cond is None:
+            self._cond = threading.Condition()
+        self._file.flush()
+        return Follower(self)
+
+    def end_follow(self, ok: bool) -> None:
+        """No more bytes: followers see EOF (`ok`, the blob verified) or an error."""
+        if self._cond is not None:
+            with self._cond:
+                if self._ended is None:
+                    self._ended = ok
+                self._cond.notify_all()
+
+    def _notify(self) -> None:
+        if self._cond is not None:
+            self._file.flush()   # a follower reads the file, not our buffer
+            with self._cond:
+                self._cond.notify_all()
 
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
@@ -257,4 +289,47 @@ class Writer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.end_follow(False)   # no-op once ended; wakes a follower on an error
         self.close()
+
+
+class Follower:
+    """Reads a Writer's ingest from its own fd (the data survives the commit's rename
+    and the ingest's removal), blocking until the writer wrote more or ended."""
+
+    def __init__(self, w: Writer):
+        self.w, self.pos = w, 0
+        self.fd = os.open(w.dir / "data", os.O_RDONLY | os.O_CLOEXEC)
+
+    def read(self, n: int = -1) -> bytes:
+        n = n if n and n > 0 else _CHUNK
+        w = self.w
+        while True:
+            data = os.pread(self.fd, n, self.pos)
+            if data:
+                self.pos += len(data)
+                return data
+            with w._cond:
+                # A truncate (server ignored Range) makes offset < pos until the
+                # same bytes come again; digests decide at the end.
+                while w._ended is None and w.offset <= self.pos:
+                    w._cond.wait()
+                if w.offset <= self.pos:
+                    if w._ended:
+                        return b""
+                    raise DataError(f"blob {w.expected or w.ref}: download did not complete")
+
+    def readable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.pos = pos if whence == 0 else self.pos + pos
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

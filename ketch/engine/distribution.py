@@ -1,12 +1,15 @@
 """The engine's registry facade: pull, push, login, logout (Options in, Reports out).
 
 Pull pipeline: the manifest is resolved (an index walked to one platform),
-then every missing blob downloads in a bounded thread pool into the content
-store's resumable ingest, while this thread unpacks layer i into its
-snapshot as soon as layer i has arrived and layer i-1 is unpacked (a chain
-is built bottom up). Only this thread touches the database. A killed pull
-leaves partial ingests that the next pull resumes with Range requests, and
-layer snapshots that are either complete or absent.
+then every missing layer is fetched in a bounded thread pool into the
+content store's resumable ingest. With overlay each layer also unpacks
+while it streams in, into a staged directory (ketch.image.layers), and this
+thread publishes the staged layers in chain order; with the copy
+snapshotter a layer needs its parent's tree, so this thread unpacks them in
+chain order as they land. Only this thread touches the database. The whole
+pull holds the store's GC lease. A killed pull leaves partial ingests that
+the next pull resumes with Range requests, and layer snapshots that are
+either complete or absent.
 
 Progress goes to an optional callback as Event(id, status, current, total),
 from worker threads too: the front end renders it (bars, lines, or nothing).
@@ -139,7 +142,8 @@ def _pull_resolved(r: _ref.Reference, want: dict[str, str], strict: bool, repo, 
     downloaded = _pull_layers(repo, store, resolved.layers, diff_ids, progress)
     names = [] if r.digest else [str(r)]
     record = store.record_image(resolved.manifest_digest, resolved.manifest, config,
-                                config_raw, names, repo_for_digest=r.name)
+                                config_raw, names, repo_for_digest=r.name,
+                                repo_digest=resolved.repo_digest)
     _emit(progress, "", f"Digest: {resolved.repo_digest}")
     return PullReport(str(r), record.id, resolved.repo_digest,
                       downloaded or not known, [d["digest"] for d in resolved.layers])
@@ -157,7 +161,7 @@ def _check_platform(r: _ref.Reference, want: dict[str, str], config: dict) -> No
 
 def _pull_layers(repo, store, layers: list[dict], diff_ids: list[str],
                  progress: Progress | None) -> bool:
-    """Download missing layer blobs concurrently; unpack each in order as it lands."""
+    """Fetch and unpack what is missing; False if every layer was already there."""
     chains = _digest.chain_ids(diff_ids)
     content = store.content
     todo = []
@@ -170,6 +174,100 @@ def _pull_layers(repo, store, layers: list[dict], diff_ids: list[str],
             todo.append(desc)
     if not todo:
         return False
+    if store.snap.whiteouts == "overlay":
+        _pull_concurrent(repo, store, layers, diff_ids, chains, progress)
+    else:
+        _pull_in_order(repo, store, layers, diff_ids, todo, progress)
+    return True
+
+
+def _pull_concurrent(repo, store, layers: list[dict], diff_ids: list[str],
+                     chains: list[str], progress: Progress | None) -> None:
+    """Overlay: every missing layer downloads and unpacks at once in a bounded pool,
+    each unpacking while it streams in; this thread publishes them in chain order."""
+    from ketch.image import layers as _layers
+
+    stop = threading.Event()
+    jobs: list = []
+    first: dict = {}   # blob digest -> the job that downloads it (a blob may repeat)
+    with ThreadPoolExecutor(max_workers=max(1, MAX_DOWNLOADS),
+                            thread_name_prefix="ketch-pull") as pool:
+        for desc, diff_id, chain in zip(layers, diff_ids, chains, strict=True):
+            has = store._has_snapshot(chain)   # the database: this thread only
+            if has and store.content.exists(desc["digest"]):
+                jobs.append(None)
+                continue
+            job = pool.submit(_layer_job, repo, store, desc, diff_id, chain, not has,
+                              first.get(desc["digest"]), progress, stop)
+            first.setdefault(desc["digest"], job)
+            jobs.append(job)
+        published = set()
+        try:
+            parent = None
+            for i, (desc, job) in enumerate(zip(layers, jobs, strict=True)):
+                staged = job.result() if job is not None else None
+                if staged is not None:
+                    store.publish_layer(staged, parent)
+                    published.add(i)
+                    _emit(progress, _digest.short(desc["digest"]), "Pull complete")
+                parent = chains[i]
+        except BaseException:
+            stop.set()   # workers stop between chunks; their ingests stay for a resume
+            for job in jobs:
+                if job is not None:
+                    job.cancel()
+            pool.shutdown(wait=True)
+            for i, job in enumerate(jobs):
+                if job is not None and i not in published and job.done() \
+                        and not job.cancelled() and job.exception() is None:
+                    _layers.discard(store, job.result())
+            raise
+
+
+def _layer_job(repo, store, desc: dict, diff_id: str, chain: str, unpack: bool,
+               same_blob, progress: Progress | None, stop: threading.Event):
+    """One layer (worker thread, no database): the staged snapshot, or None."""
+    from ketch.image import layers as _layers
+
+    short = _digest.short(desc["digest"])
+
+    def report(kind: str, done: int, total: int) -> None:
+        _emit(progress, short, "Downloading" if kind == "download" else "Extracting",
+              done, total)
+
+    if same_blob is not None:
+        same_blob.result()   # an earlier layer downloads this blob
+    if not unpack:
+        _fetch(repo, store.content, [desc], progress, stop)
+        return None
+    staged = None
+    if not store.content.exists(desc["digest"]):
+        done = [0]
+
+        def fetch(writer, on_bytes) -> None:
+            def tick(n: int) -> None:
+                done[0] += n
+                on_bytes(done[0])
+            try:
+                repo.fetch_blob(desc, writer, tick)
+            except DataError as exc:
+                raise DataError(f"pull {repo.t.registry}/{repo.name}: {exc}") from None
+
+        staged = _layers.stage_streaming(store, desc, diff_id, chain, fetch,
+                                         report if progress else None, stop)
+        _emit(progress, short, "Download complete", desc["size"], desc["size"])
+    if staged is None:
+        _emit(progress, short, "Extracting")
+        staged = _layers.stage_blob(store, desc, diff_id, chain,
+                                    report if progress else None, stop)
+    return staged
+
+
+def _pull_in_order(repo, store, layers: list[dict], diff_ids: list[str], todo: list[dict],
+                   progress: Progress | None) -> None:
+    """Copy snapshotter: a layer is applied to a copy of its parent, so in chain
+    order; downloads still run ahead in a bounded pool."""
+    content = store.content
     stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, MAX_DOWNLOADS),
                             thread_name_prefix="ketch-pull") as pool:
@@ -195,7 +293,6 @@ def _pull_layers(repo, store, layers: list[dict], diff_ids: list[str],
             for f in futures.values():
                 f.cancel()
             raise
-    return True
 
 
 def _store_bytes(content, data: bytes, dig: str) -> None:

@@ -47,6 +47,8 @@ def live_blobs(store: ImageStore) -> set[str]:
     keep = {r[0] for r in c.execute("SELECT manifest_digest FROM images")}
     keep |= {r[0] for r in c.execute("SELECT id FROM images")}
     keep |= {r[0] for r in c.execute("SELECT blob FROM image_layers")}
+    # A repo digest may name an index (pulled by a tag that named one): keep it.
+    keep |= {r[0] for r in c.execute("SELECT digest FROM repo_digests")}
     return keep
 
 

@@ -189,6 +189,22 @@ class ImageStore:
              got, size, self.snap.name, time.time()))
         return chain
 
+    def publish_layer(self, staged, parent_chain: str | None) -> str:
+        """Commit a layer staged by ketch.image.layers and record it (chain order:
+        its parent is published first, so the snapshot tree never has a gap)."""
+        key = _digest.hex_of(staged.chain)
+        try:
+            self.snap.commit_layer(key, staged.fs)
+        except BaseException:
+            self.snap.abort_layer(staged.fs)
+            raise
+        self.conn.execute(
+            "INSERT OR IGNORE INTO snapshots(key, parent, kind, diff_id, size, snapshotter, "
+            "created) VALUES (?,?,?,?,?,?,?)",
+            (key, parent_chain and _digest.hex_of(parent_chain), "layer", staged.diff_id,
+             staged.size, self.snap.name, time.time()))
+        return staged.chain
+
     def _has_snapshot(self, chain: str) -> bool:
         key = _digest.hex_of(chain)
         row = self.conn.execute("SELECT 1 FROM snapshots WHERE key=?", (key,)).fetchone()
@@ -240,7 +256,11 @@ class ImageStore:
 
     def record_image(self, manifest_digest: str, manifest: dict, config: dict,
                      config_raw: bytes, names: list[str] = (),
-                     repo_for_digest: str | None = None) -> ImageRecord:
+                     repo_for_digest: str | None = None,
+                     repo_digest: str | None = None) -> ImageRecord:
+        """Register an image whose layer snapshots exist. `repo_digest` is what the
+        registry named (an index's digest when a tag named one, as Docker records);
+        by default the manifest's."""
         image_id = manifest["config"]["digest"]
         diff_ids = config["rootfs"]["diff_ids"]
         chains = _digest.chain_ids(diff_ids)
@@ -267,7 +287,7 @@ class ImageStore:
             if repo_for_digest:
                 repo = _ref.parse(repo_for_digest, default_tag=False).name
                 c.execute("INSERT OR REPLACE INTO repo_digests VALUES (?,?,?)",
-                          (repo, manifest_digest, image_id))
+                          (repo, repo_digest or manifest_digest, image_id))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")

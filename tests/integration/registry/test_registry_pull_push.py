@@ -112,6 +112,10 @@ def test_index_platform_selection_and_all_tags(registry, tmp_path, ketch):
     assert f"Digest: {_digest.of_bytes(index)}" in out.stdout
     rec, store = _image(ref)
     assert rec.config["architecture"] == "arm64"
+    # The repo digest is the index's, as Docker records it; name@digest finds it.
+    assert rec.repo_digests == [f"{registry.host}/multi/arch@{_digest.of_bytes(index)}"]
+    assert store.resolve(f"{registry.host}/multi/arch@{_digest.of_bytes(index)}").id == rec.id
+    assert store.content.exists(_digest.of_bytes(index))
     assert (store.snap.fs(_digest.hex_of(rec.chain[0])) / "etc" / "arch").read_text() == "arm64"
     bad = ketch("pull", "--platform", "linux/s390x", ref)
     assert bad.returncode == 125
