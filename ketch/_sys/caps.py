@@ -7,9 +7,7 @@ bitmasks (bit N = capability number N), as the kernel's 64-bit sets are.
 
 from __future__ import annotations
 
-import ctypes
-
-from ketch._sys import check, libc
+from ketch._sys import check, ffi, libc
 
 # prctl(2) options (linux/prctl.h).
 PR_SET_KEEPCAPS = 8
@@ -28,22 +26,22 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-class _Header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _Header(ffi.Structure):
+    _fields_ = [("version", ffi.c_uint32), ("pid", ffi.c_int)]
 
 
-class _Data(ctypes.Structure):
+class _Data(ffi.Structure):
     _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
+        ("effective", ffi.c_uint32),
+        ("permitted", ffi.c_uint32),
+        ("inheritable", ffi.c_uint32),
     ]
 
 
 def _prctl(option: int, arg2: int = 0, arg3: int = 0, what: str = "prctl") -> int:
     fn = libc().prctl
-    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    fn.restype = ctypes.c_int
+    fn.argtypes = [ffi.c_int, ffi.c_ulong, ffi.c_ulong, ffi.c_ulong, ffi.c_ulong]
+    fn.restype = ffi.c_int
     return check(fn(option, arg2, arg3, 0, 0), what)
 
 
@@ -51,7 +49,7 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     """(effective, permitted, inheritable) of `pid` (0: the calling thread)."""
     hdr = _Header(_LINUX_CAPABILITY_VERSION_3, pid)
     data = (_Data * 2)()
-    check(libc().capget(ctypes.byref(hdr), data), "capget")
+    check(libc().capget(ffi.byref(hdr), data), "capget")
     return tuple(  # type: ignore[return-value]
         getattr(data[0], f) | (getattr(data[1], f) << 32)
         for f in ("effective", "permitted", "inheritable")
@@ -67,7 +65,7 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    check(libc().capset(ctypes.byref(hdr), data), "capset")
+    check(libc().capset(ffi.byref(hdr), data), "capset")
 
 
 def bounding_has(cap: int) -> bool:

@@ -1,7 +1,7 @@
 """Process-level syscalls the runtime needs that ``os`` lacks; no policy.
 
 prctl(2) options, sethostname/setdomainname, close_range(2), and ioctl
-TIOCSCTTY. Everything here is a thin ctypes call that raises OSError.
+TIOCSCTTY. Everything here is a thin C call (ffi.py) that raises OSError.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def cloexec_from(first: int) -> None:
 
     Falls back to walking /proc/self/fd on kernels before 5.11.
     """
-    import ctypes
-    ret = libc().syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
-                         ctypes.c_uint(CLOSE_RANGE_CLOEXEC))
+    from ketch._sys.ffi import c_uint
+    ret = libc().syscall(_SYS_CLOSE_RANGE, c_uint(first), c_uint(0xFFFFFFFF),
+                         c_uint(CLOSE_RANGE_CLOEXEC))
     if ret == 0:
         return
     for name in os.listdir("/proc/self/fd"):

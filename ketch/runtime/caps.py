@@ -27,10 +27,14 @@ on such hosts. The warning names every capability dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 from ketch._sys import caps as _sys
 from ketch.errors import FailedPrecondition, InvalidArgument
+
+TYPE_CHECKING = False  # typing and collections.abc cost a container start ~8 ms of CPU each
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    Warn = Callable[[str], None]
 
 #: Every capability name runtime-spec may use, with its number (linux/capability.h).
 CAPS: dict[str, int] = {
@@ -52,8 +56,6 @@ CAPS: dict[str, int] = {
     )
 }
 NAMES: dict[int, str] = {num: name for name, num in CAPS.items()}
-
-Warn = Callable[[str], None]
 
 _last_cap: int | None = None
 
