@@ -152,6 +152,8 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False):
         opts = c.options
         b = bundle_dir(c.id)
         mode = networks.mode(opts.network)
+        if c.pid:   # it ran and was never cleaned up (its monitor died): drop the old state
+            _force_delete(c)
         with contextlib.ExitStack() as undo:
             try:
                 mounts = images.rootfs_mounts(conn, c.id)
@@ -250,8 +252,10 @@ def _net_opts(c: Container) -> dict:
     return opts
 
 
-def _force_delete(c: Container) -> None:
-    ocicli.run(c.options.runtime, "delete", "--force", c.id, check=False)
+def _force_delete(c: Container) -> bool:
+    """Delete the runtime's container; True when it is gone (or never existed)."""
+    proc = ocicli.run(c.options.runtime, "delete", "--force", c.id, check=False)
+    return proc.returncode == 0 or b"not exist" in proc.stderr or b"not found" in proc.stderr
 
 
 def wait_exit(c: Container, timeout: float | None = None) -> bool:
@@ -295,21 +299,22 @@ def cleanup(conn: sqlite3.Connection, cid: str, *, foreground: bool = False) -> 
         c = containers.get(conn, cid)
         if c is None:
             return None
-        if c.status not in ("running", "paused") and not c.pid:
-            return c.exit_code
+        if c.status not in ("running", "paused") and not c.monitor_pid:
+            return c.exit_code   # never started, or already cleaned up
         wait_exit(c, timeout=10)
         code = monitor.read_exit_code(cid)
         code = 255 if code is None else code
         oom = _oom_killed(c)
-        _force_delete(c)
+        deleted = _force_delete(c)
         if c.options.network not in ("none", "host"):
             with contextlib.suppress(Exception):
                 networks.detach(conn, cid)
         rootfs.unmount(str(bundle_dir(cid) / "rootfs"))
         monitor.forget(cid)
         now = time.time()
+        # The pid stays while the runtime still holds state, so `rm` deletes it again.
         containers.update(conn, cid, status="exited", exit_code=code, oom_killed=int(oom),
-                          finished_at=now, pid=0, monitor_pid=0)
+                          finished_at=now, pid=0 if deleted else c.pid, monitor_pid=0)
         c = containers.get(conn, cid)
     events.emit("container", "die", cid, name=c.name, image=c.image, exitCode=str(code))
     if oom:
