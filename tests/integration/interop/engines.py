@@ -78,8 +78,10 @@ class Engine:
 
     def __call__(self, *args: str, check: bool = False, timeout: float = 120,
                  input: str | None = None) -> subprocess.CompletedProcess:
+        # No stdin unless given: CI may run us with none, and a CLI must not read ours.
+        stdin = None if input is not None else subprocess.DEVNULL
         proc = subprocess.run([*self.cli, *args], capture_output=True, text=True,
-                              timeout=timeout, env=self.env, input=input)
+                              timeout=timeout, env=self.env, input=input, stdin=stdin)
         if check and proc.returncode != 0:
             raise AssertionError(f"{self.name} {' '.join(args)} -> {proc.returncode}: "
                                  f"{proc.stderr.strip()}")
@@ -151,7 +153,8 @@ class PrivateDocker(Engine):
              "--ip-masq=false", "--storage-driver", "vfs",
              "--cgroup-parent", f"/{self.cgroup_parent}/docker",
              *add, *ulimits],
-            stdout=self.log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
+            start_new_session=True)
         deadline = time.monotonic() + timeout
         while self("version", "-f", "{{.Server.Version}}").returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
