@@ -55,7 +55,11 @@ class Snapshotter:
     def begin_layer(self, key: str, parents: list[str]) -> Path:
         """A fresh directory to unpack one layer into; commit_layer() publishes it."""
         tmp = self.root / f".new-{key}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
+        for old in self.root.glob(f".new-{key}-*"):   # left by a killed unpack of this layer
+            pid = old.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                remove_tree(old)
         (tmp / "fs").mkdir(parents=True)
         self._seed_layer(tmp / "fs", parents)
         return tmp / "fs"

@@ -189,3 +189,18 @@ def test_pull_by_digest_records_no_tag(registry, layout):
     rec = _images.store(db.connect()).resolve(f"{registry.host}/lib/bb@{digest}")
     assert rec.repo_tags == []
     assert rec.repo_digests == [f"{registry.host}/lib/bb@{digest}"]
+
+
+def test_pull_with_the_copy_snapshotter(registry, layout, ketch, monkeypatch):
+    """Copy layers hold their parent's tree, so they unpack in chain order."""
+    monkeypatch.setenv("KETCH_SNAPSHOTTER", "copy")
+    ref = f"{registry.host}/lib/bb:1"
+    out = ketch("pull", "-q", ref)
+    assert out.returncode == 0, out.stderr
+    rec, store = _image(ref)
+    assert store.snap.name == "copy"
+    top = store.snap.fs(_digest.hex_of(rec.chain[-1]))
+    assert (top / "etc" / "motd").read_bytes() == b"pulled by ketch\n"
+    assert (top / "bin" / "busybox").stat().st_size > 100_000   # the parent's, copied
+    check = ketch("system", "check")
+    assert (check.returncode, check.stdout.strip()) == (0, "ok"), check.stdout

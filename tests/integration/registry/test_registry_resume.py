@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ketch.engine import db
 from ketch.engine import images as _images
+from ketch.snapshot.base import pick
 from tests.conftest import command
 from tests.integration.registry.registry_images import build_layout, busybox_files, skopeo_push
 
@@ -106,6 +107,15 @@ def test_killed_pull_resumes_with_range(registry, tmp_path, ketch_env):
                 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert proc.poll() is None, f"pull ended before it could be killed: {proc.stderr.read()}"
+        # The layer unpacks while it downloads: its file is in the staged snapshot
+        # before the blob is complete.
+        staged = root / "snapshots" / "overlay"
+        streams = pick(root / "snapshots").name == "overlay"   # copy unpacks in chain order
+        while streams and not list(staged.glob(".new-*/fs/big")) and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not streams or list(staged.glob(".new-*/fs/big")), "no streamed unpack seen"
+        assert proc.poll() is None
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stderr.close()
@@ -116,6 +126,9 @@ def test_killed_pull_resumes_with_range(registry, tmp_path, ketch_env):
         store = _images.store(db.connect())
         assert not store.content.exists(layer["digest"])
         assert store.resolve_id(f"{proxy.host}/resume/big:1") is None
+        check = subprocess.run([command("ketch"), "system", "check"], env=dict(os.environ),
+                               capture_output=True, text=True)
+        assert (check.returncode, check.stdout.strip()) == (0, "ok"), check.stdout
 
         proxy.log.clear()
         out = subprocess.run([command("ketch"), "pull", "-q", ref], env=dict(os.environ),
@@ -129,5 +142,6 @@ def test_killed_pull_resumes_with_range(registry, tmp_path, ketch_env):
         assert store.content.verify(layer["digest"]) is None
         assert store.resolve(ref).id == m["config_digest"]
         assert _ingest_bytes(root) == 0
+        assert not list(staged.glob(".new-*")), "the killed pull's staged layer was left"
     finally:
         proxy.stop()
