@@ -30,19 +30,35 @@ from bench.vm_start import BIN, make_bundle  # noqa: E402
 MEMORY_MIB = 512
 
 
-def smaps(pid: int) -> tuple[int, int]:
-    """(PSS of the process, RSS of its guest-RAM mapping), in KiB."""
-    pss, ram_rss, size = 0, 0, 0
+def classify(pid: int) -> dict[str, int]:
+    """PSS (KiB) of a process by kind of mapping: guest RAM (the anonymous mapping the
+    size of the guest's memory), TCG's translated-code buffer (anonymous rwx), the
+    kernel image QEMU keeps mapped (page cache, shared by every VM), and the rest."""
+    out = {"guest RAM": 0, "TCG code buffer": 0, "kernel image": 0, "rest": 0}
+    kind = "rest"
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
-            key, _, rest = line.partition(":")
-            if key == "Size":
-                size = int(rest.split()[0])
-            elif key == "Rss" and size == MEMORY_MIB * 1024:
-                ram_rss += int(rest.split()[0])
-            elif key == "Pss":
-                pss += int(rest.split()[0])
-    return pss, ram_rss
+            head = line.split()
+            if head and "-" in head[0] and not head[0].endswith(":"):
+                size_kib = (int(head[0].split("-")[1], 16) - int(head[0].split("-")[0], 16)) >> 10
+                anon = len(head) < 6
+                if anon and size_kib == MEMORY_MIB * 1024:
+                    kind = "guest RAM"
+                elif anon and head[1] == "rwxp":
+                    kind = "TCG code buffer"
+                elif not anon and head[5].endswith("vmlinux"):
+                    kind = "kernel image"
+                else:
+                    kind = "rest"
+            elif head and head[0] == "Pss:":
+                out[kind] += int(head[1])
+    return out
+
+
+def smaps(pid: int) -> tuple[int, int]:
+    """(PSS of the process, PSS of its guest-RAM mapping), in KiB."""
+    parts = classify(pid)
+    return sum(parts.values()), parts["guest RAM"]
 
 
 def measure(top: Path, balloon: bool, settle: float, fill_mib: int) -> dict:
@@ -59,6 +75,7 @@ def measure(top: Path, balloon: bool, settle: float, fill_mib: int) -> dict:
         shim_pid = json.loads((state / "state.json").read_text())["pid"]
         time.sleep(settle)
         qemu_pss, ram_idle = smaps(qemu_pid)
+        parts = classify(qemu_pid)
         shim_pss, _ = smaps(shim_pid)
         subprocess.run([*runv, "exec", cid, "sh", "-c",
                         f"dd if=/dev/zero of=/dev/shm/fill bs=1M count={fill_mib} 2>/dev/null"],
@@ -72,7 +89,8 @@ def measure(top: Path, balloon: bool, settle: float, fill_mib: int) -> dict:
     mib = 1024
     return {"balloon": balloon, "qemu_pss": qemu_pss / mib, "shim_pss": shim_pss / mib,
             "guest_ram_touched": ram_idle / mib, "qemu_overhead": (qemu_pss - ram_idle) / mib,
-            "after_fill": ram_filled / mib, "after_free": ram_freed / mib}
+            "after_fill": ram_filled / mib, "after_free": ram_freed / mib,
+            "parts": {k: v / mib for k, v in parts.items()}}
 
 
 def main() -> None:
@@ -92,6 +110,8 @@ def main() -> None:
               f"| {r['shim_pss']:.1f} | {r['guest_ram_touched']:.1f} | {r['qemu_overhead']:.1f} "
               f"| {r['after_fill']:.1f} | {r['after_free']:.1f} |")
     print("(MiB)")
+    print("QEMU PSS by mapping, idle, with the balloon: " +
+          ", ".join(f"{k} {v:.1f}" for k, v in rows[0]["parts"].items()))
 
 
 if __name__ == "__main__":
