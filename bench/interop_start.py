@@ -7,10 +7,10 @@ tests use: tests/integration/interop/engines.py; own dirs, no host config,
 vfs, --network none) loads ketch's busybox image; then each round times the
 whole CLI call `<engine> run --rm --network none busybox true` once with
 ketch-runc and once with runc (order alternating), after one warm-up each.
-Printed: median and min wall per runtime and the ratio, and the total time
-each OCI runtime's own processes took per container (create, start, delete,
-... as the engine calls them; median of 5 more runs through a timing
-wrapper). Needs root, and docker.io and/or podman.
+Printed: median and min wall per runtime and the ratio, and the time each
+OCI runtime's own processes took per container, in total and per call the
+engine makes (create, start, delete, ...; median of 5 more runs through a
+timing wrapper). Needs root, and docker.io and/or podman.
 """
 
 from __future__ import annotations
@@ -49,22 +49,37 @@ def once(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
+VERBS = ("create", "start", "state", "kill", "delete", "exec", "ps", "features", "--version")
+
+
 def timing_wrappers(top: Path) -> dict[str, tuple[Path, Path]]:
-    """Per runtime, a wrapper that appends each call's duration (ns) to a log."""
+    """Per runtime, a wrapper that logs each call's duration (ns) and arguments."""
     found = {}
     for rt, exe in (("ketch", KETCH_RUNC), ("runc", shutil.which("runc") or "runc")):
         log, wrapper = top / f"{rt}-calls.log", top / f"{rt}-timed"
         wrapper.write_text("#!/bin/sh\n"
                            f's=$(date +%s%N); {exe} "$@"; rc=$?\n'
-                           f'echo "$(( $(date +%s%N) - s ))" >> {log}\nexit $rc\n')
+                           f'echo "$(( $(date +%s%N) - s )) $*" >> {log}\nexit $rc\n')
         wrapper.chmod(0o755)
         found[rt] = (wrapper, log)
     return found
 
 
+def _calls(log: Path) -> dict[str, float]:
+    """Seconds per runtime verb in one container's log (`delete --force` kept apart)."""
+    calls: dict[str, float] = {}
+    for line in log.read_text().splitlines():
+        ns, *args = line.split()
+        verb = next((a for a in args if a in VERBS), "other")
+        if verb == "delete" and "--force" in args:
+            verb = "delete --force"
+        calls[verb] = calls.get(verb, 0.0) + int(ns) / 1e9
+    return calls
+
+
 def runtime_share(engine: engines.Engine, rt: str, wrapper: Path, log: Path,
-                  runs: int = 5) -> float:
-    """Median time per container spent inside the runtime's own processes."""
+                  runs: int = 5) -> dict[str, float]:
+    """Median time per container inside the runtime's own processes, in total and per verb."""
     per_run = []
     for _ in range(runs):
         log.write_text("")
@@ -75,8 +90,11 @@ def runtime_share(engine: engines.Engine, rt: str, wrapper: Path, log: Path,
             cmd = [*engine.with_runtime(str(wrapper)), *engine.run_args(), "--rm", "busybox",
                    "true"]
         once(cmd, engine.env)
-        per_run.append(sum(int(x) for x in log.read_text().split()) / 1e9)
-    return statistics.median(per_run)
+        per_run.append(_calls(log))
+    verbs = {v for run in per_run for v in run}
+    share = {v: statistics.median(run.get(v, 0.0) for run in per_run) for v in sorted(verbs)}
+    share["total"] = statistics.median(sum(run.values()) for run in per_run)
+    return share
 
 
 def bench_engine(name: str, image: Path, rounds: int, top: Path) -> dict | None:
@@ -122,15 +140,24 @@ def main() -> None:
         print("| engine | ketch-runc median | runc median | ratio | ketch-runc min | runc min"
               " | in ketch-runc | in runc |")
         print("|---|---|---|---|---|---|---|---|")
+        shares = {}
         for name in args.engines.split(","):
             res = bench_engine(name, image, args.n, top)
             if not res:
                 continue
             k, r = res["times"]["ketch"], res["times"]["runc"]
             km, rm = statistics.median(k), statistics.median(r)
+            shares[name] = res["share"]
             print(f"| {name} | {km * 1e3:.0f} ms | {rm * 1e3:.0f} ms | {km / rm:.2f}x"
                   f" | {min(k) * 1e3:.0f} ms | {min(r) * 1e3:.0f} ms"
-                  f" | {res['share']['ketch'] * 1e3:.0f} ms | {res['share']['runc'] * 1e3:.0f} ms |")
+                  f" | {res['share']['ketch']['total'] * 1e3:.0f} ms"
+                  f" | {res['share']['runc']['total'] * 1e3:.0f} ms |")
+        print("\nper call, median ms per container (ketch-runc / runc):")
+        for name, share in shares.items():
+            verbs = [v for v in share["ketch"] if v != "total"]
+            print(f"  {name}: " + ", ".join(
+                f"{v} {share['ketch'][v] * 1e3:.0f}/{share['runc'].get(v, 0) * 1e3:.0f}"
+                for v in verbs))
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
     finally:
         shutil.rmtree(top, ignore_errors=True)
