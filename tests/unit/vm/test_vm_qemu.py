@@ -71,3 +71,15 @@ def test_frames_survive_split_reads():
     kind, session, payload = reader.read()
     assert (kind, session, proto.int_payload(payload)) == (proto.EXIT, 1, 7)
     assert reader.read() is None
+
+
+def test_request_line_leaves_following_frames_in_the_socket():
+    from ketch.vm.shim import _read_line
+
+    a, b = socket.socketpair()
+    a.sendall(b'{"op": "exec"}\n' + proto.frame(proto.STDIN, 1, b"data") + proto.frame(proto.STDIN, 1))
+    a.close()
+    assert _read_line(b) == b'{"op": "exec"}'
+    reader = proto.FrameReader(b)
+    assert reader.read() == (proto.STDIN, 1, b"data")
+    assert reader.read() == (proto.STDIN, 1, b"")
