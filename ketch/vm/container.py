@@ -319,6 +319,15 @@ def _destroy_cgroup(d: Path) -> None:
     mgr.destroy()
 
 
+def stats(root: Path, cid: str) -> dict:
+    """The VM's cgroup statistics, in the shape of runc's `events --stats` data."""
+    st = state(root, cid)
+    mgr = _cgroup(state_dir(root, cid))
+    if st["status"] == "stopped" or mgr is None:
+        raise Conflict(f"container \"{cid}\" is not running")
+    return mgr.stats()
+
+
 def pause(root: Path, cid: str, on: bool) -> None:
     """Freeze (or thaw) the VM's cgroup: QEMU stops, and so does the guest."""
     st = state(root, cid)

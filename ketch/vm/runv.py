@@ -2,6 +2,7 @@
 
     ketch-runv [--root DIR] create --bundle B [--pid-file P] [--console-socket S] ID
     ketch-runv start ID | state ID | kill ID [SIGNAL] | delete [--force] ID | pause ID | resume ID
+    ketch-runv events [--stats] ID
     ketch-runv run [--bundle B] [--detach] ID
     ketch-runv exec [--tty] [--process P.json | [-e K=V] [--cwd D] [-u UID[:GID]] CMD...] ID
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from ketch.errors import InvalidArgument, KetchError
 
-_UNSUPPORTED = ("update", "events", "ps", "checkpoint", "restore")
+_UNSUPPORTED = ("update", "ps", "checkpoint", "restore")
 
 
 def parse_signal(value: str) -> int:
@@ -62,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--all", "-a", action="store_true")
     k.add_argument("id")
     k.add_argument("signal", nargs="?", default="SIGTERM")
+    ev = sub.add_parser("events")
+    ev.add_argument("--stats", action="store_true")
+    ev.add_argument("--interval", default="5s")
+    ev.add_argument("id")
     d = sub.add_parser("delete")
     d.add_argument("--force", "-f", action="store_true")
     d.add_argument("id")
@@ -119,6 +124,21 @@ def _wait_and_delete(args, root: Path, shim) -> int:
     return code if code >= 0 else 128 - code
 
 
+def _events(args, root: Path) -> int:
+    """runc's `events`: the VM's cgroup stats (QEMU, helpers, shim), once or every interval."""
+    import time
+
+    from ketch.vm import container
+    while True:
+        print(json.dumps({"type": "stats", "id": args.id, "data": container.stats(root, args.id)}),
+              flush=True)
+        if args.stats:
+            return 0
+        time.sleep(float(args.interval.rstrip("s") or 5))
+        if container.state(root, args.id)["status"] == "stopped":
+            return 0
+
+
 def dispatch(args) -> int:
     from ketch.vm import container
     root = args.root or container.default_root()
@@ -130,6 +150,8 @@ def dispatch(args) -> int:
         return _run(args, root)
     elif args.cmd == "start":
         container.start(root, args.id)
+    elif args.cmd == "events":
+        return _events(args, root)
     elif args.cmd in ("pause", "resume"):
         container.pause(root, args.id, args.cmd == "pause")
     elif args.cmd == "state":

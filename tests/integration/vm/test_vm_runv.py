@@ -46,6 +46,10 @@ def test_vm_lifecycle_exec_and_exit_codes(runv, tmp_path: Path):
         assert json.loads(runv("state", "vm1").stdout)["status"] == "paused"
         assert runv("resume", "vm1").returncode == 0
         assert json.loads(runv("state", "vm1").stdout)["status"] == "running"
+        event = json.loads(runv("events", "--stats", "vm1").stdout)
+        assert (event["type"], event["id"]) == ("stats", "vm1")
+        # The guest's RAM is QEMU's memory: the cgroup holds at least what the kernel touched.
+        assert event["data"]["memory"]["usage"]["usage"] > 32 << 20
 
         r = runv("exec", "vm1", "sh", "-c", "echo o; echo e >&2; exit 7")
         assert (r.returncode, r.stdout, r.stderr) == (7, b"o\n", b"e\n")
