@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -115,8 +116,9 @@ def _with_image_rootfs(ref: str, fn):
 @click.option("--memory", default="1g", show_default=True)
 @click.option("--disk", default="4g", show_default=True, help="Disk size (sparse).")
 @click.option("-p", "--publish", multiple=True, help="Publish a port: [ip:]hostPort:vmPort.")
+@click.option("-v", "--volume", "volumes", multiple=True, help="Share a host directory: SRC:DST[:ro].")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def create(name, image, cpus, memory, disk, publish, args):
+def create(name, image, cpus, memory, disk, publish, volumes, args):
     """Build a bootable disk from an image: NAME --image IMG, or --name NAME IMG [CMD...]."""
     from ketch.errors import InvalidArgument
     from ketch.vm import fullvm
@@ -130,7 +132,16 @@ def create(name, image, cpus, memory, disk, publish, args):
         if not args:
             raise InvalidArgument("vm create: an image is required (--image or argument)")
         image = args.pop(0)
-    spec = fullvm.VmSpec(name=name, image=image, cpus=cpus, cmd=args,
+    shares = []
+    for v in volumes:
+        src, _, rest = v.partition(":")
+        dest, _, mode = rest.partition(":")
+        if not src.startswith("/") or not dest.startswith("/") or mode not in ("", "ro", "rw"):
+            raise InvalidArgument(f"invalid volume {v!r} (want /host/dir:/vm/dir[:ro])")
+        if not os.path.isdir(src):
+            raise InvalidArgument(f"volume source {src!r}: no such directory")
+        shares.append([src, dest, mode == "ro"])
+    spec = fullvm.VmSpec(name=name, image=image, cpus=cpus, cmd=args, volumes=shares,
                          memory_mib=_size(memory, "memory") >> 20,
                          disk_bytes=_size(disk, "disk size"),
                          ports=[_hostfwd(p) for p in publish])

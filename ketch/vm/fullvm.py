@@ -42,6 +42,7 @@ class VmSpec:
     disk_bytes: int = 4 << 30
     ports: list[str] = field(default_factory=list)   # QEMU hostfwd rules
     cmd: list[str] = field(default_factory=list)
+    volumes: list[list] = field(default_factory=list)  # [host dir, guest dir, read-only]
     created: str = ""
 
 
@@ -74,15 +75,19 @@ def _guest_files(rootfs: Path, spec: VmSpec, kernel: kernel_mod.Kernel) -> None:
     etc = rootfs / "etc"
     etc.mkdir(exist_ok=True)
     (etc / "hostname").write_text(spec.name + "\n")
-    (etc / "fstab").write_text("LABEL=ketch-root / ext4 defaults 0 1\n")
+    fstab = "LABEL=ketch-root / ext4 defaults 0 1\n"
+    for i, (_src, dest, ro) in enumerate(spec.volumes):
+        (rootfs / dest.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        fstab += f"ketchfs{i} {dest} virtiofs {'ro' if ro else 'defaults'} 0 0\n"
+    (etc / "fstab").write_text(fstab)
+    sysinit = "::sysinit:/bin/hostname -F /etc/hostname\n::sysinit:/bin/mount -a\n"
     if kernel.modules is not None:
         dest = rootfs / "lib" / "modules" / kernel.release
         if not dest.exists():
             shutil.copytree(kernel.modules, dest, symlinks=True)
     if not spec.cmd:
         if not (rootfs / "lib" / "systemd" / "systemd").exists():
-            (etc / "inittab").write_text("::sysinit:/bin/hostname -F /etc/hostname\n"
-                                         "ttyS0::respawn:-/bin/sh\n::shutdown:/bin/sync\n")
+            (etc / "inittab").write_text(sysinit + "ttyS0::respawn:-/bin/sh\n::shutdown:/bin/sync\n")
         return
     (etc / "ketch").mkdir(exist_ok=True)
     (etc / "ketch" / "cmd").write_text("#!/bin/sh\n" + shlex.join(spec.cmd) + "\n"
@@ -100,8 +105,7 @@ def _guest_files(rootfs: Path, spec: VmSpec, kernel: kernel_mod.Kernel) -> None:
         if not link.is_symlink():
             link.symlink_to("../ketch-cmd.service")
     else:
-        (etc / "inittab").write_text("::sysinit:/bin/hostname -F /etc/hostname\n"
-                                     "ttyS0::once:/bin/sh -c '/etc/ketch/cmd; poweroff -f'\n"
+        (etc / "inittab").write_text(sysinit + "ttyS0::once:/bin/sh -c '/etc/ketch/cmd; poweroff -f'\n"
                                      "::shutdown:/bin/sync\n")
 
 
@@ -168,7 +172,15 @@ def _argv(spec: VmSpec, d: Path, kernel: kernel_mod.Kernel, initrd: Path, accel:
     if khz:
         cmdline += f" tsc_early_khz={khz}"
     fwd = "".join(f",hostfwd={h}" for h in spec.ports)
-    return [qemu.qemu_binary(), "-M", "q35", "-accel", accel,
+    shares = []
+    if spec.volumes:
+        # vhost-user-fs maps guest RAM into virtiofsd: it must be a shared memfd.
+        shares += ["-object", f"memory-backend-memfd,id=mem,size={spec.memory_mib}M,share=on",
+                   "-machine", "memory-backend=mem"]
+    for i in range(len(spec.volumes)):
+        shares += ["-chardev", f"socket,id=fs{i},path={d / f'fs{i}.sock'}",
+                   "-device", f"vhost-user-fs-pci,chardev=fs{i},tag=ketchfs{i}"]
+    return [qemu.qemu_binary(), "-M", "q35", "-accel", accel, *shares,
             "-cpu", "host" if accel == "kvm" else "max", "-smp", str(spec.cpus),
             "-m", f"{spec.memory_mib}M", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-kernel", str(kernel.vmlinux), "-initrd", str(initrd), "-append", cmdline,
@@ -191,16 +203,53 @@ def start(name: str) -> int:
     if pid(name):
         raise Conflict(f"VM \"{name}\" is already running")
     kernel = kernel_mod.require()
-    mods = [f"module /lib/modules/{p.name}" for p in kernel_mod.modules_in_order(kernel, MODULES)]
+    wanted = MODULES + (["virtiofs"] if spec.volumes else [])
+    mods = [f"module /lib/modules/{p.name}" for p in kernel_mod.modules_in_order(kernel, wanted)]
+    helpers = [_virtiofsd(d, i, src) for i, (src, _dest, _ro) in enumerate(spec.volumes)]
+    (d / "helpers.pid").write_text(" ".join(str(h) for h in helpers))
     initrd = initramfs.write_run_initrd(kernel, mods + ["osroot /dev/vda"], d / "initrd")
     (d / "console.log").unlink(missing_ok=True)
     proc = subprocess.run(_argv(spec, d, kernel, initrd, accel_mod.choose(kernel)),
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     initrd.unlink(missing_ok=True)
     if proc.returncode != 0:
+        for helper in helpers:
+            qemu.kill_pid(helper)
         last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
         raise FailedPrecondition(f"start VM \"{name}\": {last}")
     return int((d / "qemu.pid").read_text())
+
+
+def _virtiofsd(d: Path, index: int, source: str) -> int:
+    """A virtiofsd for one volume, outliving this command like the daemonized QEMU."""
+    if not Path(source).is_dir():
+        raise NotFound(f"volume source {source!r}: no such directory")
+    sock = d / f"fs{index}.sock"
+    sock.unlink(missing_ok=True)
+    proc = subprocess.Popen([qemu.virtiofsd_binary(), f"--socket-path={sock}", "-o",
+                             f"source={source}", "-o", "cache=auto"], start_new_session=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=open(d / f"virtiofsd{index}.log", "wb"))
+    deadline = time.monotonic() + 5
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise FailedPrecondition(f"virtiofsd for {source!r} did not start")
+        time.sleep(0.005)
+    return proc.pid
+
+
+def _kill_helpers(d: Path) -> None:
+    try:
+        pids = [int(p) for p in (d / "helpers.pid").read_text().split()]
+    except (OSError, ValueError):
+        return
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if str(d).encode() in f.read():
+                    qemu.kill_pid(pid)
+        except OSError:
+            pass
 
 
 def stop(name: str, timeout: float = 10.0) -> None:
@@ -217,6 +266,7 @@ def stop(name: str, timeout: float = 10.0) -> None:
         time.sleep(0.1)
     if pid(name):
         qemu.kill_pid(found)
+    _kill_helpers(vm_dir(name))
 
 
 def _qmp_powerdown(sock: Path) -> None:
@@ -239,6 +289,7 @@ def remove(name: str, force: bool = False) -> None:
         if not force:
             raise Conflict(f"cannot remove running VM \"{name}\": stop it first or use --force")
         qemu.kill_pid(pid(name))
+    _kill_helpers(vm_dir(name))
     shutil.rmtree(vm_dir(name))
 
 

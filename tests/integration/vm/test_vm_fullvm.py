@@ -25,8 +25,12 @@ def _ketch(*args, **kw) -> subprocess.CompletedProcess:
 def test_vm_full_vm_boots_its_own_init(ketch_env, tmp_path: Path):
     need_vm()
     assert _ketch("bootstrap", "busybox").returncode == 0
-    r = _ketch("vm", "create", "--name", "fv", "--memory", "256m", "--disk", "512m", "busybox",
-               "sh", "-c", "echo hello from $(hostname); uname -r; exit 4")
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "in").write_text("shared with the VM\n")
+    r = _ketch("vm", "create", "--name", "fv", "--memory", "256m", "--disk", "512m",
+               "-v", f"{vol}:/vol", "busybox",
+               "sh", "-c", "echo hello from $(hostname); uname -r; cat /vol/in; exit 4")
     assert r.returncode == 0, r.stderr
     try:
         r = _ketch("vm", "ls", "-a", "--format", "{{.Name}} {{.Status}}")
@@ -35,6 +39,7 @@ def test_vm_full_vm_boots_its_own_init(ketch_env, tmp_path: Path):
         assert r.returncode == 4, r.stdout[-2000:]
         out = r.stdout.decode(errors="replace")
         assert "hello from fv" in out
+        assert "shared with the VM" in out
         from ketch.vm import kernel
         assert kernel.current().release in out
         assert _ketch("vm", "create", "--name", "fv", "busybox").returncode == 125
