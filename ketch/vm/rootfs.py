@@ -23,6 +23,9 @@ from ketch.errors import FailedPrecondition, InvalidArgument
 from ketch.vm.kernel import cache_dir
 
 IMAGE_ID_ANNOTATION = "ketch.vm.image-id"
+#: Cached images kept, least recently used removed first (a running VM keeps
+#: its open image even if the file is removed).
+CACHE_ENTRIES = 32
 
 
 def tree_key(root: Path) -> str:
@@ -52,6 +55,7 @@ def image_for(rootfs: Path, annotations: dict[str, str] | None = None) -> Path:
         key = "tree-" + tree_key(rootfs)
     out = cache_dir() / "rootfs" / f"{key}.erofs"
     if out.exists():
+        os.utime(out)   # recently used
         return out
     mkfs = shutil.which("mkfs.erofs")
     if mkfs is None:
@@ -65,4 +69,12 @@ def image_for(rootfs: Path, annotations: dict[str, str] | None = None) -> Path:
         last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
         raise FailedPrecondition(f"mkfs.erofs {rootfs}: {last}")
     os.replace(tmp, out)
+    _prune(out.parent, keep=out)
     return out
+
+
+def _prune(directory: Path, keep: Path) -> None:
+    images = sorted(directory.glob("*.erofs"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in images[CACHE_ENTRIES:]:
+        if old != keep:
+            old.unlink(missing_ok=True)

@@ -74,3 +74,23 @@ def test_bad_bundles(tmp_path):
         spec.plan(tmp_path)
     with pytest.raises(InvalidArgument, match="process.args must not be empty"):
         spec.plan(_bundle(tmp_path, process={"args": []}))
+
+
+def test_erofs_cache_is_keyed_and_bounded(tmp_path, monkeypatch):
+    import shutil
+
+    from ketch.vm import rootfs
+    if shutil.which("mkfs.erofs") is None:
+        pytest.skip("needs mkfs.erofs (erofs-utils)")
+    monkeypatch.setenv("KETCH_VM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(rootfs, "CACHE_ENTRIES", 2)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f").write_text("1")
+    first = rootfs.image_for(tree)
+    assert rootfs.image_for(tree) == first                        # same tree, same image
+    assert rootfs.image_for(tree, {"ketch.vm.image-id": "sha256:a"}) != first
+    (tree / "f").write_text("22")                                 # a change, a new image
+    changed = rootfs.image_for(tree)
+    assert changed != first and changed.exists()
+    assert len(list(changed.parent.glob("*.erofs"))) == 2
