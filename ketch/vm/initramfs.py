@@ -103,6 +103,10 @@ def base(kernel: kernel_mod.Kernel) -> Path:
                 w.file(f"lib/modules/{mod.name}", strip_signature(data) if STRIP_SIGNATURES else data)
             w.close()
         os.replace(part, out)
+    # Older builds (another agent or kernel) are dead weight; a few stay for running VMs' sake.
+    builds = sorted(out.parent.glob("*.cpio"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in builds[4:]:
+        old.unlink(missing_ok=True)
     return out
 
 
