@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import resource
+import stat
 
 # Everything init needs is imported here, at load time: after pivot_root the
 # host's filesystem (and so this package's source) is gone.
@@ -167,6 +168,10 @@ def _prepare_process(proc: dict, linux: dict, sets: dict, preserve: int) -> tupl
             f.write(str(proc["oomScoreAdj"]))
     # 9. Find the program now: a missing binary fails `create`, not `start`.
     env = dict(e.split("=", 1) for e in proc.get("env") or [])
+    if not env.get("HOME"):
+        # As runc: the user's home from the container's /etc/passwd, else "/". Docker
+        # sets no HOME and relies on the runtime for it.
+        env["HOME"] = _home((proc.get("user") or {}).get("uid", 0))
     argv0 = _lookup(proc["args"][0], env.get("PATH", "/usr/local/sbin:/usr/local/bin:"
                                                       "/usr/sbin:/usr/bin:/sbin:/bin"))
     # 10. No host fd may survive execve (CVE-2024-21626): all but stdio and the preserved.
@@ -212,6 +217,25 @@ def _finish(proc: dict, linux: dict, argv0: str, env: dict) -> None:
     except OSError as exc:
         raise OSError(exc.errno, f'exec: "{proc["args"][0]}": '
                                  f"{(exc.strerror or '').lower()}") from exc
+
+
+def _home(uid: int) -> str:
+    # The image's file: a regular file only (a FIFO would block us), read bounded.
+    try:
+        fd = os.open("/etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return "/"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "/"
+        text = os.read(fd, 1 << 20).decode(errors="replace")
+    finally:
+        os.close(fd)
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 6 and fields[2] == str(uid):
+            return fields[5] or "/"
+    return "/"
 
 
 def _lookup(name: str, path: str) -> str:
