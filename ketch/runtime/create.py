@@ -157,7 +157,6 @@ def _spawn(c: Container, spec: dict, early: dict, no_pivot: bool, preserve: int,
         elif kind == "pid":
             pid = msg["pid"]
             undo.callback(_kill_reap, pid)
-            spawn.reap(stage1)
             c.data["pid"] = pid
             c.data["pid_start"] = _start_time(pid)
         elif kind == "hooks":
@@ -170,6 +169,9 @@ def _spawn(c: Container, spec: dict, early: dict, no_pivot: bool, preserve: int,
             _hooks.run_all(hooks.get("createRuntime"), "createRuntime", state)
             sync.send(sock, "hooks-done", state=state)
         elif kind == "ready":
+            # Stage 1 exited right after sending "pid": reaped now, not then, so we
+            # never sit waiting for it to be scheduled while init works.
+            spawn.reap(stage1)
             if ours is not None:
                 from ketch.runtime import tty
                 c.console = tty.receive_master(ours)

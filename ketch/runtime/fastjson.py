@@ -3,7 +3,8 @@
 `json` imports `re` (its decoder and encoder compile regexes at import),
 which costs a measurable slice of `ketch-runc run`. The C accelerator
 `_json` needs none of that: its scanner is driven here with a minimal
-context, and the encoder below covers the plain types runtime state holds.
+context, and the C encoder is built with json.dumps' defaults (sets become
+sorted lists).
 Anything unusual falls back to the `json` module.
 """
 
@@ -30,7 +31,9 @@ _WS = " \t\n\r"
 
 def loads(text: str | bytes):
     if isinstance(text, bytes):
-        text = text.decode("utf-8-sig")
+        text = text.decode()  # not "utf-8-sig": that codec is one more module to import
+    if text.startswith("\ufeff"):
+        text = text[1:]
     start = len(text) - len(text.lstrip(_WS))
     try:
         obj, end = _scan(text, start)
@@ -44,41 +47,16 @@ def loads(text: str | bytes):
     return obj
 
 
+def _default(obj):
+    if isinstance(obj, set):
+        return sorted(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+# json.dumps' C encoder with its default separators, built here without json's import.
+_encoder = _json.make_encoder(None, _default, _json.encode_basestring_ascii, None,
+                              ": ", ", ", False, False, True)
+
+
 def dumps(obj) -> str:
-    out: list[str] = []
-    _encode(obj, out)
-    return "".join(out)
-
-
-def _encode(obj, out: list[str]) -> None:
-    if isinstance(obj, str):
-        out.append(_json.encode_basestring_ascii(obj))
-    elif obj is None:
-        out.append("null")
-    elif obj is True:
-        out.append("true")
-    elif obj is False:
-        out.append("false")
-    elif isinstance(obj, int):
-        out.append(int.__repr__(obj))
-    elif isinstance(obj, float):
-        import json
-        out.append(json.dumps(obj))
-    elif isinstance(obj, dict):
-        out.append("{")
-        for i, (k, v) in enumerate(obj.items()):
-            if i:
-                out.append(", ")
-            out.append(_json.encode_basestring_ascii(str(k)))
-            out.append(": ")
-            _encode(v, out)
-        out.append("}")
-    elif isinstance(obj, (list, tuple, set)):
-        out.append("[")
-        for i, v in enumerate(sorted(obj) if isinstance(obj, set) else obj):
-            if i:
-                out.append(", ")
-            _encode(v, out)
-        out.append("]")
-    else:
-        raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+    return "".join(_encoder(obj, 0))

@@ -46,7 +46,8 @@ def _code(sock: int) -> str:
     import ketch
     top = os.path.dirname(os.path.dirname(os.path.abspath(ketch.__file__)))
     paths = [top] + [p for p in sys.path if p and p != top]
-    return (f"import sys;sys.path[:0]={paths!r};"
+    # Stage 1 and init live until execve: no cyclic garbage worth a collection.
+    return (f"import gc,sys;gc.disable();sys.path[:0]={paths!r};"
             f"from ketch.runtime.bootstrap import main;main({sock})")
 
 

@@ -25,3 +25,14 @@ def test_round_trip_matches_json(obj):
 def test_invalid_json_is_a_value_error(bad):
     with pytest.raises(ValueError):
         fastjson.loads(bad)
+
+
+@pytest.mark.parametrize("obj", SAMPLES)
+def test_dumps_is_json_dumps(obj):
+    assert fastjson.dumps(obj) == json.dumps(obj)
+
+
+def test_dumps_sets_as_sorted_lists_and_refuses_the_unknown():
+    assert fastjson.dumps({"caps": {3, 1, 2}}) == '{"caps": [1, 2, 3]}'
+    with pytest.raises(TypeError, match="object"):
+        fastjson.dumps({"x": object()})
