@@ -27,7 +27,7 @@ def raw_terminal(fd: int, enabled: bool):
     import tty
     saved = termios.tcgetattr(fd)
     try:
-        tty.setraw(fd)
+        tty.setraw(fd, termios.TCSANOW)   # keep what was typed ahead (TCSAFLUSH drops it)
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)

@@ -19,14 +19,12 @@ import time
 from pathlib import Path
 
 from ketch import paths
-from ketch.engine import containers, events, monitor, ocicli, rootfs, spec
+from ketch.engine import bundle, containers, events, monitor, ocicli, rootfs, spec
 from ketch.engine.containers import Container
 from ketch.engine.options import CreateOptions
 from ketch.errors import Conflict, KetchError, NotFound
 
-
-def bundle_dir(cid: str) -> Path:
-    return paths.root() / "containers" / cid
+bundle_dir = bundle.bundle_dir
 
 
 @contextlib.contextmanager
@@ -88,65 +86,21 @@ def _claim_name(conn: sqlite3.Connection, cid: str, opts: CreateOptions, image) 
     raise AssertionError("unreachable")
 
 
-def _mounts(conn: sqlite3.Connection, c: Container) -> list[dict]:
-    """Runtime-spec mounts for -v/--mount/--tmpfs, plus /etc/hosts & co."""
-    from ketch.engine import volumes
-    out = []
-    b = bundle_dir(c.id)
-    for name in ("hostname", "hosts", "resolv.conf"):
-        out.append({"destination": f"/etc/{name}", "type": "bind", "source": str(b / name),
-                    "options": ["rbind", "rprivate"]})
-    for m in c.options.mounts:
-        if m.type == "tmpfs":
-            opts = ["nosuid", "nodev", "noexec", *m.options]
-            out.append({"destination": m.target, "type": "tmpfs", "source": "tmpfs",
-                        "options": opts + (["ro"] if m.readonly else [])})
-            continue
-        if m.type == "volume":
-            src = str(volumes.data_dir(m.source))
-        else:
-            src = m.source
-            if not os.path.exists(src):
-                os.makedirs(src, exist_ok=True)   # Docker's -v creates a missing host dir
-        prop = next((o for o in m.options if "shared" in o or "slave" in o or "private" in o),
-                    "rprivate")
-        out.append({"destination": m.target, "type": "bind", "source": src,
-                    "options": ["rbind", prop] + (["ro"] if m.readonly else [])})
-    return out
-
-
-def _etc_files(c: Container, hostname: str) -> None:
-    b = bundle_dir(c.id)
-    (b / "hostname").write_text(hostname + "\n")
-    hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-             f"127.0.1.1\t{hostname}\n")
-    (b / "hosts").write_text(hosts)
-    try:
-        resolv = Path("/etc/resolv.conf").read_text()
-    except OSError:
-        resolv = ""
-    (b / "resolv.conf").write_text(resolv)
-
-
-def _hostname(c: Container) -> str:
-    if c.options.hostname:
-        return c.options.hostname
-    if c.options.network == "host":
-        return os.uname().nodename
-    return c.id[:12]
-
-
-def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False):
+def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False,
+          restarting: bool = False):
     """Mount, write config.json, let conmon create the container, network it, start it.
 
     Returns the attach socket (connected before `start`, so no output is lost)
-    when `attach` is true, else None.
+    when `attach` is true, else None. `restarting`: a restart policy's attempt,
+    which a `stop` that got the lock first cancels.
     """
     from ketch.engine import images, networks
     with locked(c.id):
         c = containers.get(conn, c.id)
         if c is None:
             raise NotFound("No such container")
+        if restarting and (c.status != "restarting" or c.manually_stopped):
+            return None
         if c.status in ("running", "paused"):
             return monitor.attach_socket(c.id) if attach else None
         opts = c.options
@@ -161,11 +115,11 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False):
                 mounts = c.rootfs
             rootfs.mount(mounts, str(b / "rootfs"))
             undo.callback(rootfs.unmount, str(b / "rootfs"))
-            hostname = _hostname(c)
-            _etc_files(c, hostname)
+            hostname = bundle.hostname(c)
+            bundle.etc_files(c, hostname)
             netns = _joined_netns(conn, mode)
             config = spec.build(c.id, opts, c.image_config, str(b / "rootfs"),
-                                _mounts(conn, c), hostname, netns)
+                                bundle.mounts(c), hostname, netns)
             spec.write(str(b), config)
             log = None if opts.log_driver == "none" else str(b / "ctr.log")
             undo.callback(_force_delete, c)
@@ -328,10 +282,12 @@ def cleanup(conn: sqlite3.Connection, cid: str, *, foreground: bool = False) -> 
 
 def stop(conn: sqlite3.Connection, c: Container, timeout: int | None = None) -> None:
     """SIGTERM (or --stop-signal), wait --stop-timeout (10s), then SIGKILL."""
-    containers.update(conn, c.id, manually_stopped=1)
-    if c.status == "restarting":
-        containers.update(conn, c.id, status="exited")
-        return
+    with locked(c.id):   # so a restart policy's start either precedes this or sees it
+        containers.update(conn, c.id, manually_stopped=1)
+        c = containers.get(conn, c.id) or c
+        if c.status == "restarting":
+            containers.update(conn, c.id, status="exited")
+            return
     if not c.running:
         return
     if timeout is None:

@@ -65,9 +65,9 @@ def resume(conn: sqlite3.Connection, cid: str) -> None:
     c = containers.get(conn, cid)
     if c is None or c.status != "restarting" or c.manually_stopped:
         return
-    containers.update(conn, cid, restart_count=c.restart_count + 1, status="exited")
+    containers.update(conn, cid, restart_count=c.restart_count + 1)
     try:
-        lifecycle.start(conn, containers.get(conn, cid))
+        lifecycle.start(conn, c, restarting=True)
     except Exception as exc:  # noqa: BLE001 - recorded on the container, like Docker
         containers.update(conn, cid, status="exited", error=str(exc))
 

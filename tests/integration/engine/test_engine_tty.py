@@ -26,6 +26,20 @@ def _read_until(fd: int, needle: bytes, timeout: float = 60) -> bytes:
     return buf
 
 
+def _until_prompt(fd: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        os.write(fd, b"\r")
+        buf = b""
+        step = time.monotonic() + 1
+        while time.monotonic() < step:
+            if select.select([fd], [], [], 0.2)[0]:
+                buf += os.read(fd, 4096)
+                if b"# " in buf:
+                    return
+    raise AssertionError("no prompt after attach")
+
+
 def _on_pty(ketch, *args: str) -> tuple[subprocess.Popen, int]:
     master, slave = pty.openpty()
     proc = subprocess.Popen([ketch.bin, *args], stdin=slave, stdout=slave, stderr=slave,
@@ -45,7 +59,7 @@ def test_run_it_detach_and_attach(ketch, busybox):
         os.close(fd)
         assert ketch("inspect", "-f", "{{.State.Status}}", "tty").stdout.strip() == "running"
         proc, fd = _on_pty(ketch, "attach", "tty")
-        time.sleep(0.5)   # let attach connect before typing (typed input is not replayed)
+        _until_prompt(fd)   # attached: the shell answers an empty line with its prompt
         os.write(fd, b"exit 5\r")
         assert proc.wait(timeout=60) == 5
         os.close(fd)
