@@ -298,13 +298,15 @@ class Follower:
     and the ingest's removal), blocking until the writer wrote more or ended."""
 
     def __init__(self, w: Writer):
-        self.w, self.pos = w, 0
+        self.w, self.pos, self.cancelled = w, 0, False
         self.fd = os.open(w.dir / "data", os.O_RDONLY | os.O_CLOEXEC)
 
     def read(self, n: int = -1) -> bytes:
         n = n if n and n > 0 else _CHUNK
         w = self.w
         while True:
+            if self.cancelled:
+                raise DataError(f"blob {w.expected or w.ref}: reader cancelled")
             data = os.pread(self.fd, n, self.pos)
             if data:
                 self.pos += len(data)
@@ -312,12 +314,18 @@ class Follower:
             with w._cond:
                 # A truncate (server ignored Range) makes offset < pos until the
                 # same bytes come again; digests decide at the end.
-                while w._ended is None and w.offset <= self.pos:
+                while w._ended is None and w.offset <= self.pos and not self.cancelled:
                     w._cond.wait()
-                if w.offset <= self.pos:
+                if w.offset <= self.pos and w._ended is not None:
                     if w._ended:
                         return b""
                     raise DataError(f"blob {w.expected or w.ref}: download did not complete")
+
+    def cancel(self) -> None:
+        """The consumer gave up: a blocked read() raises, the writer may stop."""
+        with self.w._cond:
+            self.cancelled = True
+            self.w._cond.notify_all()
 
     def readable(self) -> bool:
         return True

@@ -96,7 +96,7 @@ def stage_streaming(store, desc: dict, diff_id: str, chain: str, fetch: Fetch,
         failed = threading.Event()   # the unpack failed: stop downloading
 
         def on_bytes(n: int) -> None:
-            if stop.is_set() or failed.is_set():
+            if stop.is_set() or failed.is_set() or follower.cancelled:
                 raise Stopped("pull stopped")
             if progress:
                 progress("download", n, size)

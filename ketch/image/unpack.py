@@ -47,21 +47,101 @@ def _umask() -> int:
     return 0o777   # unknown: always fchmod
 
 
-class _HashReader:
-    """Pass-through reader that hashes the uncompressed stream: the diff ID."""
+class _Inflater:
+    """The layer's uncompressed bytes, read by a helper thread and hashed there (the
+    diff ID): zlib, zstd and sha256 release the GIL, so decompressing overlaps the
+    Python that parses and writes entries. Seeks go forward only (skipped bytes
+    are consumed and hashed), which is all tarfile's random-access mode needs,
+    and spares its stream mode's extra buffering layer."""
 
-    def __init__(self, raw: BinaryIO):
-        self.raw, self.h, self.n = raw, hashlib.sha256(), 0
+    def __init__(self, raw: BinaryIO, chunk: int = _CHUNK):
+        import queue
+        import threading
+
+        self.h, self.n, self.pos = hashlib.sha256(), 0, 0
+        self.buf, self.off = b"", 0
+        self._q: queue.Queue = queue.Queue(maxsize=8)
+        self._closed = threading.Event()
+        self._t = threading.Thread(target=self._produce, args=(raw, chunk),
+                                   name="ketch-inflate", daemon=True)
+        self._t.start()
+
+    def _produce(self, raw: BinaryIO, chunk: int) -> None:
+        import queue
+
+        try:
+            while data := raw.read(chunk):
+                self.h.update(data)
+                self.n += len(data)
+                item: object = data
+                while True:
+                    try:
+                        self._q.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        if self._closed.is_set():
+                            return
+            item = b""
+        except BaseException as exc:  # noqa: BLE001 - raised again by the reader
+            item = exc
+        while not self._closed.is_set():
+            try:
+                self._q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _fill(self) -> bool:
+        if self.buf is None:
+            return False
+        item = self._q.get()
+        if isinstance(item, BaseException):
+            self.buf = None
+            raise item
+        self.buf, self.off = (item or None), 0
+        return item != b""
 
     def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.h.update(data)
-        self.n += len(data)
-        return data
+        if n is None or n < 0:
+            n = 1 << 62
+        parts = []
+        while n > 0:
+            if self.buf is None or self.off >= len(self.buf):
+                if not self._fill():
+                    break
+            take = self.buf[self.off:self.off + n]
+            self.off += len(take)
+            n -= len(take)
+            parts.append(take)
+        out = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.pos += len(out)
+        return out
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        skip = (pos if whence == 0 else self.pos + pos) - self.pos
+        if skip < 0 or whence not in (0, 1):
+            raise OSError(errno.ESPIPE, "layer stream: backward seek")
+        while skip > 0:
+            if self.buf is None or self.off >= len(self.buf):
+                if not self._fill():
+                    break
+            take = min(skip, len(self.buf) - self.off)
+            self.off += take
+            self.pos += take
+            skip -= take
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
 
     def drain(self) -> None:
-        while self.read(_CHUNK):
-            pass
+        while self.buf is not None:
+            self.off = len(self.buf or b"")
+            self._fill()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._t.join()
 
 
 class _CountingReader:
@@ -326,14 +406,19 @@ def unpack(blob: BinaryIO, dest: str, whiteouts: str = "overlay",
     """Apply a (possibly compressed) layer tar to `dest`. Returns (diff ID, tar size).
 
     `on_read(n)` is called with the count of blob bytes consumed so far."""
+    # A source still being written (content.store.Follower) may block a read:
+    # cancel it on failure so the inflating thread can be joined.
+    cancel = getattr(blob, "cancel", None)
     if on_read is not None:
         blob = _CountingReader(blob, on_read)
-    reader = _HashReader(decompressed(blob))
+    reader = _Inflater(decompressed(blob))
     u = Unpacker(dest, whiteouts)
+    ok = False
     try:
-        with tarfile.open(fileobj=reader, mode="r|") as tf:
+        with tarfile.open(fileobj=reader, mode="r:") as tf:
             u.apply(tf)
         reader.drain()
+        ok = True
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as exc:
         why = (str(exc).splitlines() or ["unreadable"])[0]
         raise DataError(f"layer: not a valid tar stream ({why})") from exc
@@ -342,5 +427,8 @@ def unpack(blob: BinaryIO, dest: str, whiteouts: str = "overlay",
             raise DataError(f"layer: bad zstd stream ({exc})") from exc
         raise
     finally:
+        if not ok and cancel is not None:
+            cancel()
+        reader.close()
         u.close()
     return "sha256:" + reader.h.hexdigest(), reader.n
