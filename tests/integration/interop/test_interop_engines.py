@@ -37,10 +37,14 @@ def test_exit_status_passes_through(engine):
     assert (proc.returncode, proc.stdout) == (3, "out\n"), proc.stderr
 
 
-def test_user_sets_uid_and_gid(engine):
-    proc = run(engine, "--user", "65534:65534", IMAGE, "sh", "-c", "id -u; id -g; id -G")
+def test_user_sets_uid_gid_and_home(engine):
+    # Docker sets no HOME: the runtime takes it from the image's /etc/passwd, as runc does.
+    proc = run(engine, "--user", "65534:65534", IMAGE, "sh", "-c",
+               "id -u; id -g; id -G; echo $HOME; grep ^nobody: /etc/passwd | cut -d: -f6")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["65534", "65534", "65534"]
+    *ids, home, passwd_home = proc.stdout.split()
+    assert ids == ["65534", "65534", "65534"]
+    assert home == passwd_home != ""
 
 
 def test_read_only_root_with_a_writable_tmpfs(engine):
@@ -118,6 +122,8 @@ def test_exec_into_a_detached_container(engine):
         proc = engine("exec", "--user", "65534", "-e", "A=b", "-w", "/tmp", name,
                       "sh", "-c", "id -u; echo $A; pwd")
         assert (proc.returncode, proc.stdout) == (0, "65534\nb\n/tmp\n"), proc.stderr
+        proc = engine("exec", "--user", "4242", name, "sh", "-c", "echo $HOME")
+        assert proc.stdout == "/\n", proc.stderr  # a uid /etc/passwd lacks: HOME=/ (runc)
         proc = engine("exec", "-t", name, "tty")  # a pty through --console-socket
         assert proc.stdout.strip() == "/dev/pts/0", proc.stderr
         # The exec'd process is in the container: same pid namespace, sees pid 1's shell.
