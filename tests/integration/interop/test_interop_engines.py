@@ -83,6 +83,16 @@ def test_command_that_cannot_run(engine, argv, code):
     assert argv[0] in proc.stderr
 
 
+def test_user_namespace_mapping(engine):
+    if engine.name == "docker":
+        pytest.skip("Docker maps users only daemon-wide (--userns-remap), which needs "
+                    "entries in the host's /etc/subuid")
+    proc = run(engine, "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536", IMAGE,
+               "sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map; touch /x")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "0", "100000", "65536", "0", "100000", "65536"]
+
+
 def _host_memory_limit(pid: int) -> int:
     """The memory limit of the cgroup `pid` is in, read on the host (v1 or v2)."""
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
