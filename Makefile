@@ -13,7 +13,7 @@ demo: setup
 	@scripts/demo.sh
 
 test: setup lint
-	pytest tests
+	pytest --durations=15 tests
 
 unit: setup
 	pytest tests/unit
