@@ -172,7 +172,7 @@ def run_inline(root: Path, cid: str, bundle: Path, pid_file: Path | None = None,
         raise AlreadyExists(f"container \"{cid}\" already exists") from None
     shim = None
     try:
-        shim = shim_mod.Shim(d, _prepare(d, kernel, plan), join_cgroup=False)
+        shim = shim_mod.Shim(d, _prepare(d, kernel, plan))
         shim.boot()
         _write_state(d, cid, plan, os.getpid())
         if pid_file is not None:

@@ -31,10 +31,9 @@ from ketch.vm import proto, qemu
 
 
 class Shim:
-    def __init__(self, state_dir: Path, launch: dict, join_cgroup: bool = True):
+    def __init__(self, state_dir: Path, launch: dict):
         self.dir = state_dir
         self.launch = launch
-        self.join_cgroup = join_cgroup
         self.cgroup = None
         self.qemu: subprocess.Popen | None = None
         self.helpers: list[subprocess.Popen] = []
@@ -104,8 +103,6 @@ class Shim:
         (self.dir / "cgroup.json").write_text(json.dumps(mgr.to_state()))
         for proc in [self.qemu, *self.helpers]:
             mgr.add(proc.pid)
-        if self.join_cgroup:
-            mgr.add(os.getpid())
 
     def _virtiofsd(self, index: int, host_dir: str) -> str:
         path = self.dir / f"fs{index}.sock"
@@ -325,6 +322,9 @@ def main() -> None:
         os._exit(1)
     if launch["process"].get("terminal"):
         _tty_setup(shim)
+    if shim.cgroup is not None:
+        # Only once booted: a shim inside the cgroup could not remove it on failure.
+        shim.cgroup.add(os.getpid())
     os.write(ready_fd, b"ok")
     os.close(ready_fd)
     code = shim.serve()

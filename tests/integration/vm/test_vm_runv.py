@@ -139,6 +139,12 @@ def test_vm_boot_deadline_reports_console_and_kills_qemu(runv, tmp_path: Path):
     assert msg.startswith("ketch-runv: micro-VM boot failed: guest did not boot within 0.3s")
     assert msg.count("\n") == 1
     assert not (runv.root / "slow").exists()
+    # The same through create, where a separate shim boots the VM.
+    r = runv("create", "--bundle", str(bundle), "slow2", env={**os.environ, "KETCH_VM_BOOT_DEADLINE": "0.3"})
+    assert r.returncode == 1
+    assert r.stderr.decode().startswith("ketch-runv: micro-VM boot failed: guest did not boot")
+    assert r.stderr.count(b"\n") == 1
+    assert not (runv.root / "slow2").exists()
     assert vm_processes(str(tmp_path)) == []
 
 
