@@ -19,6 +19,7 @@ from ketch.runtime import init, sync
 
 
 def main(sock: int) -> None:
+    _name_ourselves()
     try:
         boot = sync.recv(sock, "bootstrap")
         if boot["type"] != "bootstrap":
@@ -38,6 +39,15 @@ def main(sock: int) -> None:
         os._exit(1)
     sync.send(sock, "pid", pid=pid)
     os._exit(0)
+
+
+def _name_ourselves() -> None:
+    """`ps` shows "ketch-runc-init", not the number of the fd we were exec'd through."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write("ketch-runc-init")
+    except OSError:
+        pass  # a name is a courtesy
 
 
 def _report(sock: int, exc: BaseException) -> None:

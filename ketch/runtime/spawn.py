@@ -1,8 +1,8 @@
-"""Starting init: fork, exec a sealed copy of the interpreter, talk over sync.
+"""Starting init: spawn a sealed copy of the interpreter, talk over sync.
 
 `ketch-runc` is itself a freshly exec'd, single-threaded process (no thread
-is ever started on the create path), so forking it is safe; the child
-immediately execs, giving stage 1 (bootstrap.py) a clean interpreter.
+is ever started on the create path); it spawns stage 1 (bootstrap.py), a
+clean interpreter exec'd from the sealed copy.
 
 The interpreter it execs is a sealed memfd copy of /proc/self/exe, never the
 host file: a container process that reaches its init's executable through
@@ -52,26 +52,35 @@ def _code(sock: int) -> str:
 
 
 def start_init(keep_fds: list[int]) -> tuple[int, int]:
-    """Fork+exec stage 1; returns (pid, our end of the sync socket).
+    """Spawn stage 1; returns (pid, our end of the sync socket).
 
-    `keep_fds` (console socket, ...) are made inheritable for the exec.
+    posix_spawn (a vfork underneath) rather than fork: nothing of ours is
+    copied or shared copy-on-write for the few microseconds until the exec.
+    The path /proc/self/fd/N makes the kernel open the memfd before exec
+    closes it (it is close-on-exec), so the new process runs the sealed copy.
+    `keep_fds` (console socket, preserved fds) and the child's end of the
+    socket are inheritable only for the spawn.
     """
     import _socket
     ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     parent_fd, child_fd = ours.detach(), theirs.detach()
     exe = sealed_interpreter()
     argv = [sys.executable, "-I", "-S", "-c", _code(child_fd)]
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.set_inheritable(child_fd, True)
-            for fd in keep_fds:
-                os.set_inheritable(fd, True)
-            os.execve(exe, argv, os.environ)
-        finally:
-            os._exit(127)
-    os.close(child_fd)
-    os.close(exe)
+    passed = [child_fd, *keep_fds]
+    was = [os.get_inheritable(fd) for fd in passed]
+    try:
+        for fd in passed:
+            os.set_inheritable(fd, True)
+        pid = os.posix_spawn(f"/proc/self/fd/{exe}", argv, os.environ)
+    except BaseException:
+        os.close(parent_fd)
+        raise
+    finally:
+        for fd, inheritable in zip(passed, was, strict=True):
+            if fd != child_fd and not inheritable:
+                os.set_inheritable(fd, False)
+        os.close(child_fd)
+        os.close(exe)
     return pid, parent_fd
 
 
