@@ -88,13 +88,16 @@ def run(c: Container, opts: dict, args: list[str]) -> int:
                   process=proc, config=c.config, console_fd=console_fd, preserve_fds=preserve)
         msg = sync.recv(sock, "pid")
         if msg["type"] != "pid":
-            raise KetchError(f"exec: {msg.get('msg', 'init exited')}", exit_code=1)
+            raise KetchError("exec failed: unable to start container process: "
+                             f"{msg.get('msg', 'init exited')}", exit_code=1)
         pid = msg["pid"]
         spawn.reap(stage1)
         msg = sync.recv(sock)
         if msg["type"] == "error":
             spawn.reap(pid)
-            raise KetchError(f"exec: {msg['msg']}", exit_code=1)
+            # runc's words: the message itself starts `exec: "<cmd>": ...` already.
+            raise KetchError(f"exec failed: unable to start container process: {msg['msg']}",
+                             exit_code=1)
     except BaseException:
         try:
             os.kill(stage1, 9)
