@@ -41,9 +41,14 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-if [ ! -f .stamp-venv ] || [ pyproject.toml -nt .stamp-venv ]; then
+# pip copies script files (the ketch-runc launcher) at install time: reinstall
+# when they change too.
+if [ ! -f .stamp-venv ] || [ pyproject.toml -nt .stamp-venv ] \
+        || [ ketch/runtime/ketch-runc -nt .stamp-venv ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e '.[dev]'
+    # compat mode: a plain .pth path entry instead of an import-hook finder,
+    # which would cost every `ketch` start-up ~15 ms of imports (pathlib & co).
+    .venv/bin/pip install -q -e '.[dev]' --config-settings editable_mode=compat
     touch .stamp-venv
 fi
 
