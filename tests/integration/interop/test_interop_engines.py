@@ -147,6 +147,8 @@ def test_exec_into_a_detached_container(engine):
         # Docker reports any failed exec as 126; Podman tells 127 from 126.
         proc = engine("exec", name, "/no/such/cmd")
         assert proc.returncode == {"docker": 126, "podman": 127}[engine.name], proc.stderr
+        said = proc.stdout + proc.stderr  # docker prints it on stdout
+        assert said.count('exec: "/no/such/cmd": stat /no/such/cmd: no such file') == 1, said
 
         engine("stop", "--time", "20", name, check=True)
         code = engine("inspect", "-f", "{{.State.ExitCode}}", name, check=True).stdout
