@@ -48,7 +48,11 @@ if [ ! -f .stamp-venv ] || [ pyproject.toml -nt .stamp-venv ] \
     .venv/bin/pip install -q --upgrade pip >/dev/null
     # compat mode: a plain .pth path entry instead of an import-hook finder,
     # which would cost every `ketch` start-up ~15 ms of imports (pathlib & co).
-    .venv/bin/pip install -q -e '.[dev]' --config-settings editable_mode=compat
+    if ! .venv/bin/pip install -q -e '.[dev]' --config-settings editable_mode=compat \
+            >.venv/pip-install.log 2>&1; then
+        cat .venv/pip-install.log >&2
+        exit 1
+    fi
     touch .stamp-venv
 fi
 
