@@ -45,7 +45,7 @@ fi
 # when they change too.
 if [ ! -f .stamp-venv ] || [ pyproject.toml -nt .stamp-venv ] \
         || [ ketch/runtime/ketch-runc -nt .stamp-venv ]; then
-    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
     # compat mode: a plain .pth path entry instead of an import-hook finder,
     # which would cost every `ketch` start-up ~15 ms of imports (pathlib & co).
     if ! .venv/bin/pip install -q -e '.[dev]' --config-settings editable_mode=compat \
