@@ -334,9 +334,12 @@ def remove(conn: sqlite3.Connection, c: Container, *, force: bool = False,
         if containers.get(conn, c.id) is None:
             return
         cur = containers.get(conn, c.id)
+        # cleanup() already deleted the runtime's state of an exited one (pid 0).
+        if (cur.pid or cur.status != "exited") and not _force_delete(c):
+            # Keep the row: forgetting it would orphan the runtime's state and cgroups.
+            raise KetchError(f"could not remove container {c.id}: the OCI runtime failed to "
+                             "delete it; try again")
         containers.update(conn, c.id, status="removing")
-        if cur.pid or cur.status != "exited":
-            _force_delete(c)   # cleanup() already deleted the runtime's state of an exited one
         rootfs.unmount(str(bundle_dir(c.id) / "rootfs"))
         images.remove_rootfs(conn, c.id)
         shutil.rmtree(bundle_dir(c.id), ignore_errors=True)
