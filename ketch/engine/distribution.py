@@ -1,15 +1,13 @@
 """The engine's registry facade: pull, push, login, logout (Options in, Reports out).
 
 Pull pipeline: the manifest is resolved (an index walked to one platform),
-then every missing layer is fetched in a bounded thread pool into the
-content store's resumable ingest. With overlay each layer also unpacks
-while it streams in, into a staged directory (ketch.image.layers), and this
-thread publishes the staged layers in chain order; with the copy
-snapshotter a layer needs its parent's tree, so this thread unpacks them in
-chain order as they land. Only this thread touches the database. The whole
-pull holds the store's GC lease. A killed pull leaves partial ingests that
-the next pull resumes with Range requests, and layer snapshots that are
-either complete or absent.
+then ketch.image.pull fetches every missing layer in a bounded thread pool
+into the content store's resumable ingest and unpacks it (with overlay:
+all layers at once, each while it streams in; with copy: in chain order),
+while this thread publishes the snapshots in chain order. Only this thread
+touches the database. The whole pull holds the store's GC lease. A killed
+pull leaves partial ingests that the next pull resumes with Range requests,
+and layer snapshots that are either complete or absent.
 
 Progress goes to an optional callback as Event(id, status, current, total),
 from worker threads too: the front end renders it (bars, lines, or nothing).
@@ -18,13 +16,13 @@ from worker threads too: the front end renders it (bars, lines, or nothing).
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ketch.engine import db
-from ketch.errors import DataError, InvalidArgument, KetchError, NotFound
+from ketch.errors import DataError, InvalidArgument, NotFound
+from ketch.image import pull as _pull
 from ketch.oci import digest as _digest
 from ketch.oci import reference as _ref
 from ketch.registry import config as _config
@@ -71,6 +69,11 @@ def _parse(ref: str) -> _ref.Reference:
 def _emit(progress: Progress | None, *args) -> None:
     if progress:
         progress(Event(*args))
+
+
+def _emitter(progress: Progress | None):
+    """ketch.image.pull's (id, status, current, total) callback as Events."""
+    return (lambda *args: progress(Event(*args))) if progress else None
 
 
 # -- pull -------------------------------------------------------------------------------------
@@ -130,7 +133,8 @@ def _pull_resolved(r: _ref.Reference, want: dict[str, str], strict: bool, repo, 
     cfg = resolved.config
     before = store.resolve_id(str(r))
     known = before is not None and before == cfg["digest"]
-    _fetch(repo, content, [cfg], None)
+    where = f"{repo.t.registry}/{repo.name}"
+    _pull.fetch_blobs(repo, where, content, [cfg], None)
     config_raw = content.read(cfg["digest"])
     config = spec.parse_config(config_raw, f"config {cfg['digest']}")
     if strict and resolved.index_digest is None:
@@ -139,7 +143,8 @@ def _pull_resolved(r: _ref.Reference, want: dict[str, str], strict: bool, repo, 
     if len(diff_ids) != len(resolved.layers):
         raise DataError(f"manifest {resolved.manifest_digest}: {len(resolved.layers)} "
                         f"layers but the config lists {len(diff_ids)} diff_ids")
-    downloaded = _pull_layers(repo, store, resolved.layers, diff_ids, progress)
+    downloaded = _pull.fetch_layers(repo, where, store, resolved.layers, diff_ids,
+                                    _emitter(progress), MAX_DOWNLOADS)
     names = [] if r.digest else [str(r)]
     record = store.record_image(resolved.manifest_digest, resolved.manifest, config,
                                 config_raw, names, repo_for_digest=r.name,
@@ -159,142 +164,6 @@ def _check_platform(r: _ref.Reference, want: dict[str, str], config: dict) -> No
                        f"actual: {_mf.format_platform(have)}")
 
 
-def _pull_layers(repo, store, layers: list[dict], diff_ids: list[str],
-                 progress: Progress | None) -> bool:
-    """Fetch and unpack what is missing; False if every layer was already there."""
-    chains = _digest.chain_ids(diff_ids)
-    content = store.content
-    todo = []
-    for desc, chain in zip(layers, chains, strict=True):
-        short = _digest.short(desc["digest"])
-        if content.exists(desc["digest"]) and store._has_snapshot(chain):
-            _emit(progress, short, "Already exists")
-        else:
-            _emit(progress, short, "Pulling fs layer")
-            todo.append(desc)
-    if not todo:
-        return False
-    if store.snap.whiteouts == "overlay":
-        _pull_concurrent(repo, store, layers, diff_ids, chains, progress)
-    else:
-        _pull_in_order(repo, store, layers, diff_ids, todo, progress)
-    return True
-
-
-def _pull_concurrent(repo, store, layers: list[dict], diff_ids: list[str],
-                     chains: list[str], progress: Progress | None) -> None:
-    """Overlay: every missing layer downloads and unpacks at once in a bounded pool,
-    each unpacking while it streams in; this thread publishes them in chain order."""
-    from ketch.image import layers as _layers
-
-    stop = threading.Event()
-    jobs: list = []
-    first: dict = {}   # blob digest -> the job that downloads it (a blob may repeat)
-    with ThreadPoolExecutor(max_workers=max(1, MAX_DOWNLOADS),
-                            thread_name_prefix="ketch-pull") as pool:
-        for desc, diff_id, chain in zip(layers, diff_ids, chains, strict=True):
-            has = store._has_snapshot(chain)   # the database: this thread only
-            if has and store.content.exists(desc["digest"]):
-                jobs.append(None)
-                continue
-            job = pool.submit(_layer_job, repo, store, desc, diff_id, chain, not has,
-                              first.get(desc["digest"]), progress, stop)
-            first.setdefault(desc["digest"], job)
-            jobs.append(job)
-        published = set()
-        try:
-            parent = None
-            for i, (desc, job) in enumerate(zip(layers, jobs, strict=True)):
-                staged = job.result() if job is not None else None
-                if staged is not None:
-                    store.publish_layer(staged, parent)
-                    published.add(i)
-                    _emit(progress, _digest.short(desc["digest"]), "Pull complete")
-                parent = chains[i]
-        except BaseException:
-            stop.set()   # workers stop between chunks; their ingests stay for a resume
-            for job in jobs:
-                if job is not None:
-                    job.cancel()
-            pool.shutdown(wait=True)
-            for i, job in enumerate(jobs):
-                if job is not None and i not in published and job.done() \
-                        and not job.cancelled() and job.exception() is None:
-                    _layers.discard(store, job.result())
-            raise
-
-
-def _layer_job(repo, store, desc: dict, diff_id: str, chain: str, unpack: bool,
-               same_blob, progress: Progress | None, stop: threading.Event):
-    """One layer (worker thread, no database): the staged snapshot, or None."""
-    from ketch.image import layers as _layers
-
-    short = _digest.short(desc["digest"])
-
-    def report(kind: str, done: int, total: int) -> None:
-        _emit(progress, short, "Downloading" if kind == "download" else "Extracting",
-              done, total)
-
-    if same_blob is not None:
-        same_blob.result()   # an earlier layer downloads this blob
-    if not unpack:
-        _fetch(repo, store.content, [desc], progress, stop)
-        return None
-    staged = None
-    if not store.content.exists(desc["digest"]):
-        done = [0]
-
-        def fetch(writer, on_bytes) -> None:
-            def tick(n: int) -> None:
-                done[0] += n
-                on_bytes(done[0])
-            try:
-                repo.fetch_blob(desc, writer, tick)
-            except DataError as exc:
-                raise DataError(f"pull {repo.t.registry}/{repo.name}: {exc}") from None
-
-        staged = _layers.stage_streaming(store, desc, diff_id, chain, fetch,
-                                         report if progress else None, stop)
-        _emit(progress, short, "Download complete", desc["size"], desc["size"])
-    if staged is None:
-        _emit(progress, short, "Extracting")
-        staged = _layers.stage_blob(store, desc, diff_id, chain,
-                                    report if progress else None, stop)
-    return staged
-
-
-def _pull_in_order(repo, store, layers: list[dict], diff_ids: list[str], todo: list[dict],
-                   progress: Progress | None) -> None:
-    """Copy snapshotter: a layer is applied to a copy of its parent, so in chain
-    order; downloads still run ahead in a bounded pool."""
-    content = store.content
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=max(1, MAX_DOWNLOADS),
-                            thread_name_prefix="ketch-pull") as pool:
-        futures: dict = {}
-        for d in todo:  # an image may list one blob twice: fetch it once
-            if d["digest"] not in futures and not content.exists(d["digest"]):
-                futures[d["digest"]] = pool.submit(_fetch, repo, content, [d], progress, stop)
-        try:
-            chain = None
-            for desc, diff_id in zip(layers, diff_ids, strict=True):
-                fut = futures.get(desc["digest"])
-                if fut is not None:
-                    fut.result()
-                short = _digest.short(desc["digest"])
-                if desc in todo:
-                    _emit(progress, short, "Extracting")
-                chain = store.ensure_layer(chain, desc["digest"], diff_id,
-                                           progress=_extract_progress(progress, short))
-                if desc in todo:
-                    _emit(progress, short, "Pull complete")
-        except BaseException:
-            stop.set()  # workers stop between chunks; their ingests stay for a resume
-            for f in futures.values():
-                f.cancel()
-            raise
-
-
 def _store_bytes(content, data: bytes, dig: str) -> None:
     """Commit a small blob; a concurrent pull may have committed it first."""
     with content.writer(dig, dig, len(data)) as w:
@@ -303,47 +172,6 @@ def _store_bytes(content, data: bytes, dig: str) -> None:
             w.write(data)
         w.commit()
 
-
-def _extract_progress(progress: Progress | None, short: str):
-    """ensure_layer's (kind, blob, done, total) callback as Extracting events."""
-    if progress is None:
-        return None
-
-    def report(kind: str, _blob: str, done: int, total: int) -> None:
-        if kind == "extract":
-            _emit(progress, short, "Extracting", done, total)
-    return report
-
-
-class _Stopped(KetchError):
-    pass
-
-
-def _fetch(repo, content, descs: list[dict], progress: Progress | None,
-           stop: threading.Event | None = None) -> None:
-    """Download blobs into the content store (resuming an ingest left by a killed pull)."""
-    for desc in descs:
-        if content.exists(desc["digest"]):
-            continue
-        short = _digest.short(desc["digest"])
-        done = [0]
-
-        def tick(n: int, short=short, desc=desc, done=done) -> None:
-            if stop is not None and stop.is_set():
-                raise _Stopped("pull stopped")
-            done[0] += n
-            _emit(progress, short, "Downloading", done[0], desc["size"])
-
-        with content.writer(desc["digest"], desc["digest"], desc["size"]) as w:
-            if w.exists:  # another pull committed it while we waited for the lock
-                w.commit()
-                continue
-            repo.fetch_blob(desc, w, tick if progress or stop else None)
-            try:
-                w.commit()
-            except DataError as exc:
-                raise DataError(f"pull {repo.t.registry}/{repo.name}: {exc}") from None
-        _emit(progress, short, "Download complete", desc["size"], desc["size"])
 
 
 # -- push -------------------------------------------------------------------------------------
