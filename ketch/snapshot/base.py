@@ -142,12 +142,11 @@ def overlay_usable(root: Path) -> str | None:
     while not probe.exists():
         probe = probe.parent
     import ctypes
-    import ctypes.util
 
     class _Statfs(ctypes.Structure):
         _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
 
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
     buf = _Statfs()
     if libc.statfs(str(probe).encode(), ctypes.byref(buf)) == 0:
         kind = _NO_UPPER.get(buf.f_type & 0xFFFFFFFF)
