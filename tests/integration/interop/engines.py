@@ -186,6 +186,11 @@ class PrivateDocker(Engine):
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        # dockerd binds the host's netns here for the first --network host container and
+        # leaves it mounted at exit (it does so with runc too): not a runtime's leftover.
+        host_ns = str(self.dir / "exec/netns/default")
+        if host_ns in _mounts_under(host_ns):
+            subprocess.run(["umount", host_ns], capture_output=True)
         # containerd is dockerd's child and goes with it; give its shims a moment.
         deadline = time.monotonic() + 10
         while _processes_naming(str(self.dir)) and time.monotonic() < deadline:

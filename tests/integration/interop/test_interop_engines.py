@@ -10,6 +10,8 @@ runc's, so those codes prove the wording is runc's.
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -97,6 +99,15 @@ def test_command_that_cannot_run(engine, argv, code):
     proc = run(engine, IMAGE, *argv)
     assert proc.returncode == code, proc.stderr
     assert argv[0] in proc.stderr
+
+
+def test_host_network_and_uts(engine):
+    args = [a for a in engine.run_args() if a not in ("--network", "none")]
+    proc = engine(*args, "--rm", "--network", "host", "--uts", "host", IMAGE, "sh", "-c",
+                  "stat -L -c %i /proc/self/ns/net /proc/self/ns/uts; hostname")
+    assert proc.returncode == 0, proc.stderr
+    host = [str(os.stat(f"/proc/self/ns/{ns}").st_ino) for ns in ("net", "uts")]
+    assert proc.stdout.split() == [*host, socket.gethostname()]
 
 
 def test_user_namespace_mapping(engine):
