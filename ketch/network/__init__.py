@@ -1,6 +1,6 @@
 """ketch.network: container networking on the host.
 
-Bridges and veths over netlink (pyroute2), addresses from IPAM with leases
+Bridges and veths over netlink (ketch.network.rtnl), addresses from IPAM with leases
 kept in the engine's database (a connection is passed in, never opened
 here), NAT, port publishing and isolation as one nftables table owned by
 ketch, an embedded DNS server per container on user networks, and the

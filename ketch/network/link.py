@@ -1,8 +1,9 @@
-"""Netlink work through pyroute2: bridges, veth pairs, addresses, routes.
+"""Netlink work: bridges, veth pairs, addresses, routes.
 
-No `ip` command is run. Inside a container's namespace pyroute2 opens its
-netlink socket in that namespace (IPRoute(netns=path)), so this process
-never changes its own namespace.
+No `ip` command is run, and no pyroute2 either: ketch.network.rtnl speaks
+the few rtnetlink requests needed (importing pyroute2 cost every default
+`ketch run` ~0.6 s). Inside a container's namespace the netlink socket is
+opened in that namespace, so this process's own namespace never changes.
 
 The only sysctls written are on ketch's own bridges (route_localnet, so
 that 127.0.0.1 can be DNATed to a container) and net.ipv4.ip_forward,
@@ -16,76 +17,27 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ketch.errors import FailedPrecondition, KetchError
 
+if TYPE_CHECKING:
+    from ketch.network.rtnl import Rtnl
+
 DEFAULT_MTU = 1500
-_LOADED: list = []
-
-
-def _pyroute2():
-    """(IPRoute, NetlinkError), loading only the rtnetlink part of pyroute2.
-
-    pyroute2's package __init__ imports every protocol it knows (wireless,
-    ipvs, ndb, ...): ~0.3 s that `ketch run` would pay for nothing. Its
-    submodules only need the package's path, so a bare package object stands
-    in while they load, and is removed afterwards: a later `import pyroute2`
-    elsewhere runs the real __init__ over the same, already loaded modules.
-    """
-    import sys
-
-    if _LOADED:
-        return _LOADED[0]
-    if "pyroute2" not in sys.modules:
-        import importlib.util
-        import types
-
-        spec = importlib.util.find_spec("pyroute2")
-        bare = types.ModuleType("pyroute2")
-        bare.__path__ = list(spec.submodule_search_locations or [])
-        sys.modules["pyroute2"] = bare
-        try:
-            from pyroute2.iproute.linux import IPRoute
-            from pyroute2.netlink.exceptions import NetlinkError
-            _LOADED.append((IPRoute, NetlinkError))
-            return _LOADED[0]
-        except ImportError:
-            pass  # a layout we do not know: fall back to the full package
-        finally:
-            if sys.modules.get("pyroute2") is bare:
-                del sys.modules["pyroute2"]
-    from pyroute2 import IPRoute, NetlinkError
-
-    _LOADED.append((IPRoute, NetlinkError))
-    return _LOADED[0]
-
-
-def _ipr(netns: str | None = None):
-    IPRoute = _pyroute2()[0]  # noqa: N806 - a class
-
-    if netns is None:
-        return IPRoute()
-    return IPRoute(netns=netns, flags=0)
 
 
 @contextlib.contextmanager
-def _netlink(what: str, netns: str | None = None) -> Iterator:
-    NetlinkError = _pyroute2()[1]  # noqa: N806 - a class
+def _netlink(what: str, netns: str | None = None) -> Iterator[Rtnl]:
+    from ketch.network.rtnl import Rtnl
 
     try:
-        with _ipr(netns) as ipr:
+        with Rtnl(netns) as ipr:
             yield ipr
-    except NetlinkError as exc:
-        raise FailedPrecondition(f"{what}: {os.strerror(exc.code)}") from exc
     except OSError as exc:
         if isinstance(exc, KetchError):
             raise
         raise FailedPrecondition(f"{what}: {exc.strerror or exc}") from exc
-
-
-def _index(ipr, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
 
 
 def exists(name: str) -> bool:
@@ -112,14 +64,13 @@ def enable_forwarding() -> None:
 def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int = DEFAULT_MTU) -> None:
     """Create (or adopt) bridge `name` with gateway/prefixlen on it, up."""
     with _netlink(f"create bridge {name!r}") as ipr:
-        idx = _index(ipr, name)
+        idx = ipr.index(name)
         if idx is None:
-            ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
-            idx = _index(ipr, name)
-        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
-        if (gateway, prefixlen) not in have:
-            ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
-        ipr.link("set", index=idx, state="up")
+            ipr.add_link(name, "bridge", mtu)
+            idx = ipr.index(name)
+        if (gateway, prefixlen) not in ipr.addrs(idx):
+            ipr.add_addr(idx, gateway, prefixlen)
+        ipr.set_link(idx, up=True)
     # Let DNAT of 127.0.0.1 to a container leave through this bridge (and only it).
     write_sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
 
@@ -128,16 +79,14 @@ def delete(name: str) -> bool:
     """Delete link `name` (a veth takes its peer with it); False if it was gone."""
     if not exists(name):
         return False  # the usual case after a container's namespace went away
-    NetlinkError = _pyroute2()[1]  # noqa: N806 - a class
-
     with _netlink(f"delete link {name!r}") as ipr:
-        idx = _index(ipr, name)
+        idx = ipr.index(name)
         if idx is None:
             return False
         try:
-            ipr.link("del", index=idx)
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV:
+            ipr.del_link(idx)
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:
                 raise
             return False
     return True
@@ -145,19 +94,13 @@ def delete(name: str) -> bool:
 
 def list_links(prefix: str, kind: str | None = None) -> list[str]:
     with _netlink("list links") as ipr:
-        out = []
-        for link in ipr.get_links():
-            name = link.get_attr("IFLA_IFNAME") or ""
-            info = link.get_attr("IFLA_LINKINFO")
-            lkind = info.get_attr("IFLA_INFO_KIND") if info else None
-            if name.startswith(prefix) and (kind is None or lkind == kind):
-                out.append(name)
-        return out
+        return [name for name, lkind in ipr.links()
+                if name.startswith(prefix) and (kind is None or lkind == kind)]
 
 
 def loopback_up(netns: str) -> None:
     with _netlink("bring up lo in the container", netns) as ipr:
-        ipr.link("set", index=_index(ipr, "lo"), state="up")
+        ipr.set_link(ipr.index("lo"), up=True)
 
 
 def plug(bridge: str, veth: str, netns: str, ifname: str, address: str, prefixlen: int,
@@ -172,21 +115,20 @@ def plug(bridge: str, veth: str, netns: str, ifname: str, address: str, prefixle
     ns_fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
     try:
         with _netlink(f"create veth {veth!r} on {bridge!r}") as ipr:
-            br = _index(ipr, bridge)
+            br = ipr.index(bridge)
             if br is None:
                 raise FailedPrecondition(f"create veth {veth!r}: bridge {bridge!r} is missing")
-            ipr.link("add", ifname=veth, kind="veth", peer={"ifname": peer, "mtu": mtu},
-                     mtu=mtu)
+            ipr.add_link(veth, "veth", mtu, peer=peer)
             try:
-                idx = _index(ipr, veth)
-                ipr.link("set", index=idx, master=br)
-                ipr.link("set", index=_index(ipr, peer), net_ns_fd=ns_fd)
-                ipr.link("set", index=idx, state="up")
+                idx = ipr.index(veth)
+                ipr.set_link(idx, master=br)
+                ipr.set_link(ipr.index(peer), netns_fd=ns_fd)
+                ipr.set_link(idx, up=True)
                 # With br_netfilter loaded, a container reaching its own published
                 # port is bridged back out of the port it came in: allow that.
                 write_sysctl(f"/sys/class/net/{veth}/brport/hairpin_mode", "1")
             except BaseException:
-                ipr.link("del", index=_index(ipr, veth))
+                ipr.del_link(ipr.index(veth))
                 raise
     finally:
         os.close(ns_fd)
@@ -200,18 +142,18 @@ def plug(bridge: str, veth: str, netns: str, ifname: str, address: str, prefixle
 def _configure_peer(netns: str, peer: str, ifname: str, address: str, prefixlen: int,
                     mac: str, gateway: str | None) -> None:
     with _netlink(f"configure {ifname} in the container", netns) as ipr:
-        idx = _index(ipr, peer)
-        ipr.link("set", index=idx, ifname=ifname, address=mac)
-        ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
-        ipr.link("set", index=idx, state="up")
-        ipr.link("set", index=_index(ipr, "lo"), state="up")
+        idx = ipr.index(peer)
+        ipr.set_link(idx, name=ifname, mac=mac)
+        ipr.add_addr(idx, address, prefixlen)
+        ipr.set_link(idx, up=True)
+        ipr.set_link(ipr.index("lo"), up=True)
         if gateway:
-            ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=idx)
+            ipr.add_default_route(gateway, idx)
 
 
 def unplug_in_netns(netns: str, ifname: str) -> None:
     """Remove `ifname` from a namespace that is still alive (network disconnect)."""
     with _netlink(f"remove {ifname} from the container", netns) as ipr:
-        idx = _index(ipr, ifname)
+        idx = ipr.index(ifname)
         if idx is not None:
-            ipr.link("del", index=idx)
+            ipr.del_link(idx)
