@@ -80,6 +80,8 @@ class Runtime:
         self.cold_start: float | None = None
         #: Seconds each full-VM run spent building its disk (part of its start).
         self.create_seconds: list[float] = []
+        #: Median start to first output, once measured (bounds the HTTP wait).
+        self.typical_start: float | None = None
 
     # -- what subclasses implement ------------------------------------
     def check(self) -> None:
