@@ -113,6 +113,8 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False,
                 mounts = images.rootfs_mounts(conn, c.id)
             except (AttributeError, NotFound):
                 mounts = c.rootfs
+            if opts.auto_remove:
+                mounts = rootfs.volatile(mounts)
             rootfs.mount(mounts, str(b / "rootfs"))
             undo.callback(rootfs.unmount, str(b / "rootfs"))
             hostname = bundle.hostname(c)

@@ -53,6 +53,23 @@ def mount(mounts: list[dict], target: str) -> None:
             raise KetchError(f"mount rootfs on {target!r}: {os.strerror(err)}")
 
 
+def volatile(mounts: list[dict]) -> list[dict]:
+    """The same mounts, overlays marked `volatile`: for a --rm container's rootfs.
+
+    Unmounting an overlay syncs its whole upper filesystem (syncfs), which cost
+    0.1-0.7 s per `run --rm` on a busy host; an upper layer that is deleted
+    right after has nothing worth making durable. A volatile overlay cannot be
+    mounted again after a crash, which never happens here: --rm removes it.
+    """
+    out = []
+    for m in mounts:
+        opts = list(m.get("options") or [])
+        if m.get("type") == "overlay" and "volatile" not in opts:
+            m = {**m, "options": [*opts, "volatile"]}
+        out.append(m)
+    return out
+
+
 def unmount(target: str) -> None:
     try:
         from ketch.runtime import mount as rtmount

@@ -174,3 +174,17 @@ def test_network_none_has_loopback_and_container_mode_joins_it(ketch, busybox):
         ketch("rm", "-f", "srv")
     gone = ketch("run", "--rm", "--network", "container:srv", busybox, "true", check=False)
     assert gone.returncode == 125 and "srv" in gone.stderr
+
+
+def test_rm_rootfs_is_a_volatile_overlay_and_a_kept_one_is_not(ketch, busybox):
+    """--rm: the upper layer is thrown away, so unmounting must not syncfs the host disk."""
+    root = 'grep " / " /proc/mounts'
+    rm = ketch("run", "--rm", "--network", "none", busybox, "sh", "-c", root).stdout
+    if not rm.startswith("overlay"):
+        pytest.skip(f"the snapshotter does not use overlay here: {rm.strip()}")
+    def volatile(line: str) -> bool:   # shown as "volatile", or "fsync=volatile" since 6.x
+        return bool({"volatile", "fsync=volatile"} & set(line.split()[3].split(",")))
+    assert volatile(rm)
+    kept = ketch("run", "--name", "kept", "--network", "none", busybox, "sh", "-c", root).stdout
+    ketch("rm", "kept")
+    assert kept.startswith("overlay") and not volatile(kept)
