@@ -88,16 +88,19 @@ def check_names(names: Iterable[str], field: str = "process.capabilities") -> No
             raise InvalidArgument(f"{field}: unknown capability {name!r}")
 
 
-def parse(names: list[str], warn: Warn | None = None, field: str = "process.capabilities") -> set[int]:
+def parse(names: list[str], warn: Warn | None = None, field: str = "process.capabilities",
+          bounding: int | None = None) -> set[int]:
     """Capability numbers for `names`; unknown names -> InvalidArgument.
 
     Names are matched case-insensitively ("cap_chown" is accepted, as runc
     does). Capabilities the kernel or our own bounding set cannot provide are
     left out, and `warn` (if given) is told which (see the module docstring).
+    `bounding` is our own bounding set if the caller read it already.
     """
     check_names(names, field)
     top = last_cap()
-    bounding = own_bounding()
+    if bounding is None:
+        bounding = own_bounding()
     out: set[int] = set()
     for name in names:
         num = CAPS[name.upper()]
@@ -116,12 +119,13 @@ def parse(names: list[str], warn: Warn | None = None, field: str = "process.capa
 def parse_spec(capabilities: dict | None, warn: Warn | None = None) -> dict[str, set[int]]:
     """All five sets of a runtime-spec process.capabilities object, parsed."""
     capabilities = capabilities or {}
+    bounding = own_bounding()  # once, not once per set: it is a read of /proc/self/status
     sets = {}
     for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
         value = capabilities.get(key) or []
         if not isinstance(value, list):
             raise InvalidArgument(f"process.capabilities.{key}: must be a list of names")
-        sets[key] = parse(value, warn, f"process.capabilities.{key}")
+        sets[key] = parse(value, warn, f"process.capabilities.{key}", bounding)
     return sets
 
 
