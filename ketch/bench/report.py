@@ -127,7 +127,8 @@ def vm_cell(run: Run, metric: str, target: str = "") -> str:
 def container_cell(run: Run, metric: str, target: str = "") -> str:
     key = pick_container(run)
     if key is None:
-        return "n/a: no container runtime available"
+        chosen = any(r.kind == "container" for r in run.runtimes)
+        return f"n/a: no container runtime {'available' if chosen else 'selected'}"
     return f"{label(run, key)}: {fmt_value(run.get(key, metric, target), short=True)}"
 
 

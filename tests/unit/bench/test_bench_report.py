@@ -142,3 +142,14 @@ def test_text_and_markdown_render():
     assert f"**ketch full VM** (version unknown, acceleration: None): not available: " \
         f"{FULLVM_REASON}" in md
     assert "- ketch, start to first output (echo): x" in md
+
+
+def test_no_container_runtime_selected_vs_none_available():
+    run = recorded_run()
+    run.runtimes = [r for r in run.runtimes if r.kind == "vm"]
+    assert report.container_cell(run, "start_trivial") == \
+        "n/a: no container runtime selected"
+    run = recorded_run(with_ketch=False)
+    run.runtimes = [r for r in run.runtimes if r.key != "podman"]
+    assert report.container_cell(run, "start_trivial") == \
+        "n/a: no container runtime available"
