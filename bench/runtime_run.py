@@ -1,12 +1,14 @@
 """ketch-runc run vs runc run of /bin/true on a busybox bundle, alternating.
 
-    .venv/bin/python bench/runtime_run.py [-n 30] [--ketch PATH]
+    .venv/bin/python bench/runtime_run.py [-n 30] [--ketch PATH] [--compare NAME=PATH ...]
 
 Each round runs `ketch-runc run` and `runc run` once each (order alternating),
 on the same bundle, each with its own --root in a temp dir; the median of
 each and their ratio are printed, plus the cost of the CVE-2019-5736
 defence (sealing a memfd copy of the interpreter, and exec'ing the copy
-instead of the file). Needs root, runc and /bin/busybox.
+instead of the file). `--compare NAME=PATH` adds another ketch-runc launcher
+(say, an older build) to the same alternation; ratios stay against runc.
+Needs root, runc and /bin/busybox.
 """
 
 from __future__ import annotations
@@ -87,20 +89,26 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=30, help="rounds (default 30)")
     ap.add_argument("--ketch", default=str(Path(sys.executable).parent / "ketch-runc"))
     ap.add_argument("--runc", default=shutil.which("runc") or "runc")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=PATH",
+                    help="another ketch-runc to alternate with (repeatable)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         top = Path(tmp)
         bundle = make_bundle(top)
-        times: dict[str, list[float]] = {"ketch-runc": [], "runc": []}
-        cpus: dict[str, list[float]] = {"ketch-runc": [], "runc": []}
         # State roots on tmpfs (/run), where both runtimes keep them by default.
         roots = tempfile.mkdtemp(prefix="ketch-bench-", dir="/run")
         cmds = {"ketch-runc": [args.ketch, "--root", f"{roots}/k"],
                 "runc": [args.runc, "--root", f"{roots}/r"]}
+        for i, item in enumerate(args.compare):
+            name, _, path = item.partition("=")
+            cmds[name] = [path, "--root", f"{roots}/c{i}"]
+        times: dict[str, list[float]] = {k: [] for k in cmds}
+        cpus: dict[str, list[float]] = {k: [] for k in cmds}
         for cmd in cmds.values():  # warm-up: page cache, pyc files
             once([*cmd, "run", "--bundle", str(bundle), "warm"])
         for i in range(args.n):
-            order = list(cmds) if i % 2 == 0 else list(reversed(cmds))
+            names = list(cmds)
+            order = names[i % len(names):] + names[:i % len(names)]  # each goes first in turn
             for name in order:
                 times[name].append(once([*cmds[name], "run", "--bundle", str(bundle),
                                          f"b{i}"], cpus[name]))
@@ -111,8 +119,10 @@ def main() -> None:
     for k, v in med.items():
         print(f"{k:11s} median {v:7.1f} ms   min {min(times[k]) * 1000:7.1f} ms   "
               f"CPU (user+sys) median {cpu[k]:6.1f} ms")
-    print(f"ratio ketch-runc/runc: wall {med['ketch-runc'] / med['runc']:.2f}   "
-          f"CPU {cpu['ketch-runc'] / cpu['runc']:.2f}")
+    for k in med:
+        if k != "runc":
+            print(f"ratio {k}/runc: wall {med[k] / med['runc']:.2f}   "
+                  f"min {min(times[k]) / min(times['runc']):.2f}   CPU {cpu[k] / cpu['runc']:.2f}")
     print(f"CVE-2019-5736 defence: {protection_cost()}")
 
 
