@@ -77,6 +77,16 @@ def test_exec_with_user_env_cwd(runc, bundle):
         assert out.split() == ["65534", "65534", "y", "/tmp"]
         bad = runc("exec", "c1", "/no/such/program")
         assert bad.returncode == 1 and "/no/such/program" in bad.stderr
+        # --process FILE: a whole runtime-spec process object instead of flags.
+        procfile = bundle.path.parent / "process.json"
+        procfile.write_text(json.dumps({"args": ["sh", "-c", "echo $P; pwd"], "cwd": "/proc",
+                                        "env": ["P=from-file"], "user": {"uid": 0, "gid": 0}}))
+        out = runc("exec", "--process", str(procfile), "c1", check=True).stdout
+        assert out.split() == ["from-file", "/proc"]
+        procfile.write_text('{"args": [')
+        broken = runc("exec", "--process", str(procfile), "c1")
+        assert broken.returncode == 1 and broken.stderr.count("\n") == 1
+        assert broken.stderr.startswith(f"ketch-runc: --process {procfile}: ")
     finally:
         runc("delete", "--force", "c1", check=True)
 
