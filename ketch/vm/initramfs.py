@@ -1,9 +1,10 @@
 """The guest's initramfs: built once per kernel and agent, plus a tiny per-run part.
 
 The base archive holds the guest init/agent (guest/*.c, compiled static with
-the host's gcc), busybox-static, and the kernel modules a micro-VM may need.
-It is cached under <cache>/initramfs/<key>.cpio, the key covering the kernel
-release, the agent's sources and busybox, so nothing is rebuilt per run. Each
+the host's gcc), the kernel modules the run loads and, for user networking
+only, busybox-static. It is cached under <cache>/initramfs/<key>.cpio, one per
+module set, the key covering the kernel release, the modules, the agent's
+sources and busybox, so nothing is rebuilt per run. Each
 run appends a second newc archive carrying /ketch/config (what to load, mount
 and configure); the kernel unpacks concatenated archives in order.
 """
@@ -53,13 +54,14 @@ def _sources() -> list[Path]:
     return sorted(GUEST_SRC.glob("*.[ch]"))
 
 
-def _key(kernel: kernel_mod.Kernel) -> str:
+def _key(kernel: kernel_mod.Kernel, modules: tuple[str, ...], busybox: bool) -> str:
     h = hashlib.sha256(kernel.release.encode() + str(kernel.vmlinux).encode())
-    h.update(repr((BASE_MODULES, OPTIONAL_MODULES, STRIP_SIGNATURES)).encode())
+    h.update(repr((modules, busybox, STRIP_SIGNATURES)).encode())
     for src in _sources():
         h.update(src.name.encode() + src.read_bytes())
-    st = os.stat(BUSYBOX)
-    h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
+    if busybox:
+        st = os.stat(BUSYBOX)
+        h.update(f"{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:16]
 
 
@@ -76,15 +78,29 @@ def compile_agent(out: Path) -> None:
         raise FailedPrecondition(f"compile guest agent: {first}")
 
 
-def base(kernel: kernel_mod.Kernel) -> Path:
-    """Path of the cached base initramfs for `kernel`, building it if missing."""
-    out = kernel_mod.cache_dir() / "initramfs" / f"{_key(kernel)}.cpio"
+#: Cached bases kept: one per module set in use (plain, +net, +volumes, full VM, ...).
+KEEP_BUILDS = 12
+
+
+def base(kernel: kernel_mod.Kernel, modules: tuple[str, ...] | None = None,
+         busybox: bool = True) -> Path:
+    """Path of the cached base initramfs holding exactly `modules` (file names,
+    None: every module a micro-VM may use) and busybox if asked, building it if
+    missing. Under TCG the guest kernel unpacks the archive before init runs, at
+    a cost that grows with its size: busybox (2 MiB, only `ip` for user
+    networking is used) and the optional modules (1.2 MiB) made the archive
+    4.4 MiB where a plain run needs 1.0."""
+    if modules is None:
+        wanted = BASE_MODULES + [m for mods in OPTIONAL_MODULES.values() for m in mods]
+        modules = tuple(p.name for p in kernel_mod.modules_in_order(kernel, wanted))
+    out = kernel_mod.cache_dir() / "initramfs" / f"{_key(kernel, modules, busybox)}.cpio"
     if out.exists():
         return out
-    if not os.path.exists(BUSYBOX):
+    if busybox and not os.path.exists(BUSYBOX):
         raise FailedPrecondition(f"{BUSYBOX} is missing (apt-get install busybox-static)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    wanted = BASE_MODULES + [m for mods in OPTIONAL_MODULES.values() for m in mods]
+    by_name = {p.name: p for p in kernel_mod.modules_in_order(
+        kernel, [m.removesuffix(".ko") for m in modules])}
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         agent = Path(tmp) / "init"
         compile_agent(agent)
@@ -96,16 +112,18 @@ def base(kernel: kernel_mod.Kernel) -> Path:
             # The kernel opens /dev/console for init before anything is mounted.
             w.device("dev/console", True, 5, 1)
             w.file("init", agent.read_bytes(), 0o755)
-            w.file("bin/busybox", Path(BUSYBOX).read_bytes(), 0o755)
-            w.symlink("bin/sh", "busybox")
-            for mod in kernel_mod.modules_in_order(kernel, wanted):
-                data = mod.read_bytes()
-                w.file(f"lib/modules/{mod.name}", strip_signature(data) if STRIP_SIGNATURES else data)
+            if busybox:
+                w.file("bin/busybox", Path(BUSYBOX).read_bytes(), 0o755)
+                w.symlink("bin/sh", "busybox")
+            for name in modules:
+                if name in by_name:
+                    data = by_name[name].read_bytes()
+                    w.file(f"lib/modules/{name}", strip_signature(data) if STRIP_SIGNATURES else data)
             w.close()
         os.replace(part, out)
     # Older builds (another agent or kernel) are dead weight; a few stay for running VMs' sake.
     builds = sorted(out.parent.glob("*.cpio"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in builds[4:]:
+    for old in builds[KEEP_BUILDS:]:
         old.unlink(missing_ok=True)
     return out
 
@@ -127,8 +145,10 @@ def run_config(lines: list[str], files: list[tuple[str, bytes]] = ()) -> bytes:
 
 def write_run_initrd(kernel: kernel_mod.Kernel, lines: list[str], dest: Path,
                      files: list[tuple[str, bytes]] = ()) -> Path:
-    """base initramfs + the per-run archive, concatenated at a 4-byte boundary."""
-    src = base(kernel)
+    """base initramfs + the per-run archive, concatenated at a 4-byte boundary.
+    The base holds only the modules `lines` loads, and busybox only for `net`."""
+    modules = tuple(ln.rsplit("/", 1)[-1] for ln in lines if ln.startswith("module "))
+    src = base(kernel, modules, busybox="net" in lines)
     shutil.copyfile(src, dest)
     with open(dest, "ab") as f:
         size = f.tell()

@@ -78,6 +78,9 @@ class Shim:
             raise FailedPrecondition(self._boot_error("QEMU exited during boot"))
         if got[0] == proto.FATAL:
             raise FailedPrecondition(self._boot_error(f"guest init: {got[2].decode(errors='replace')}"))
+        # The guest's own boot marks (init=, modules=, ready=: seconds since its
+        # kernel started), for bench/vm_start.py: load-independent, unlike wall time.
+        (self.dir / "boot.times").write_bytes(got[2])
         # QEMU has read the initrd into guest memory; the per-run copy can go.
         Path(self.launch["initrd"]).unlink(missing_ok=True)
         if self.launch.get("netns"):
