@@ -3,11 +3,16 @@
     .venv/bin/python bench/vm_start.py [-n 10] [--network]
 
 Per round, alternating: the time from spawning `ketch-runv run` to the first
-byte the guest's `echo` writes on stdout ("first output"), the wall time of a
-whole `ketch-runv run` of `true` (boot, run, teardown), and the same for
-`ketch-runc run` when it is installed. Medians and all runs are printed with
-the load average, since the machine is shared. Needs root, QEMU, the guest
-kernel (`ketch vm kernel --install`) and /bin/busybox.
+byte the guest's `echo` writes on stdout ("first output"), QEMU's CPU time
+(user+sys) at that moment, the guest's own marks (seconds since its kernel
+started: init running, modules loaded, agent ready; from the READY frame), the
+wall time of a whole `ketch-runv run` of `true` (boot, run, teardown), the
+same for `ketch-runc run`, and a baseline: bare QEMU, the same kernel and
+machine, a busybox-only initramfs whose /init echoes to the serial console
+(first output and CPU time). On a loaded host wall times mostly measure the
+wait for a core; the CPU times and the ratio to the baseline, taken in the
+same rounds, are what carry over. Needs root, QEMU, the guest kernel
+(`ketch vm kernel --install`) and /bin/busybox.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -49,25 +55,73 @@ def make_bundle(top: Path, args: list[str], network: bool) -> Path:
     return bundle
 
 
-def qemu_cpu_seconds(state: Path) -> float:
-    """CPU time QEMU has used so far: what the boot costs, whatever the load."""
-    pid = int((state / "qemu.pid").read_text())
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user+sys) a process has used so far: what the boot costs, whatever the load."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def first_output(runv: list[str], bundle: Path, cid: str, cpu: list[float] | None = None) -> float:
+def first_output(runv: list[str], bundle: Path, cid: str, res: dict | None = None) -> float:
+    boot0 = time.clock_gettime(time.CLOCK_BOOTTIME)
     t0 = time.perf_counter()
     proc = subprocess.Popen([*runv, "run", "--bundle", str(bundle), cid],
                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     proc.stdout.read(1)
     elapsed = time.perf_counter() - t0
-    if cpu is not None:
-        cpu.append(qemu_cpu_seconds(Path(runv[-1]) / cid))
+    if res is not None:
+        state = Path(runv[-1]) / cid
+        pid = int((state / "qemu.pid").read_text())
+        res["QEMU CPU seconds to that output"].append(cpu_seconds(pid))
+        with open(f"/proc/{pid}/stat") as f:     # field 22: start time, ticks since boot
+            started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        res["host: spawn to QEMU started (10 ms ticks)"].append(max(0.0, started - boot0))
+        marks = dict(kv.split("=") for kv in (state / "boot.times").read_text().split())
+        for key, name in (("init", "guest: init starts"), ("modules", "guest: modules loaded"),
+                          ("ready", "guest: agent ready")):
+            res[name].append(float(marks[key]))
     proc.stdout.read()
     proc.wait()
     return elapsed
+
+
+def baseline_initrd(top: Path) -> Path:
+    """busybox alone, /init echoing one line: the least a booted kernel can do."""
+    from ketch.vm.cpio import CpioWriter
+
+    path = top / "baseline.cpio"
+    with open(path, "wb") as f:
+        w = CpioWriter(f)
+        for d in ("dev", "bin", "proc"):
+            w.directory(d)
+        w.device("dev/console", True, 5, 1)    # init's stdout
+        w.file("bin/busybox", Path("/bin/busybox").read_bytes(), 0o755)
+        w.file("init", b"#!/bin/busybox sh\n/bin/busybox echo x\n/bin/busybox poweroff -f\n", 0o755)
+        w.close()
+    return path
+
+
+def baseline(initrd: Path) -> tuple[float, float]:
+    """Bare QEMU, ketch's kernel and machine type, to the first console byte: (wall, CPU)."""
+    from ketch.vm import kernel, qemu
+
+    host, guest = socket.socketpair()
+    args = [qemu.qemu_binary(), "-M", "microvm,x-option-roms=off,pit=off,pic=off",
+            "-accel", "tcg", "-cpu", "max", "-m", "512M", "-nodefaults", "-no-user-config",
+            "-nographic", "-no-reboot", "-kernel", str(kernel.require().vmlinux),
+            "-initrd", str(initrd), "-append",
+            f"console=ttyS0 quiet panic=-1 reboot=t tsc=reliable tsc_early_khz={qemu.host_tsc_khz()}",
+            "-chardev", f"socket,id=con,fd={guest.fileno()}", "-serial", "chardev:con"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, pass_fds=[guest.fileno()], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    guest.close()
+    host.recv(1)
+    elapsed, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid)
+    host.close()
+    qemu.kill_pid(proc.pid)
+    proc.wait()
+    return elapsed, cpu
 
 
 def wall(cmd: list[str]) -> float | None:
@@ -91,22 +145,28 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--network", action="store_true", help="with QEMU user networking")
     args = ap.parse_args()
-    results: dict[str, list[float]] = {"ketch-runv: first output of echo": [],
-                                       "QEMU CPU seconds to that output": [],
-                                       "ketch-runv run true": []}
+    results: dict[str, list[float]] = {
+        "ketch-runv: first output of echo": [], "host: spawn to QEMU started (10 ms ticks)": [],
+        "QEMU CPU seconds to that output": [],
+        "guest: init starts": [], "guest: modules loaded": [], "guest: agent ready": [],
+        "baseline (bare QEMU, busybox initramfs): first output": [],
+        "baseline: QEMU CPU seconds": [], "ketch-runv run true": []}
     runc_bin = BIN / "ketch-runc"
     with tempfile.TemporaryDirectory(prefix="ketch-bench-vm-") as tmp:
         top = Path(tmp)
         echo = make_bundle(top, ["echo", "x"], args.network)
         true = make_bundle(top, ["true"], args.network)
         runv = [str(BIN / "ketch-runv"), "--root", str(top / "runv")]
+        base_initrd = baseline_initrd(top)
         first_output(runv, echo, "warm")       # builds the erofs image and initramfs once
         if runc_bin.exists():
             results["ketch-runc run true"] = []
         load0 = os.getloadavg()[0]
         for i in range(args.n):
-            results["ketch-runv: first output of echo"].append(
-                first_output(runv, echo, f"e{i}", results["QEMU CPU seconds to that output"]))
+            results["ketch-runv: first output of echo"].append(first_output(runv, echo, f"e{i}", results))
+            wall_s, cpu_s = baseline(base_initrd)
+            results["baseline (bare QEMU, busybox initramfs): first output"].append(wall_s)
+            results["baseline: QEMU CPU seconds"].append(cpu_s)
             results["ketch-runv run true"].append(wall([*runv, "run", "--bundle", str(true), f"t{i}"]))
             if runc_bin.exists():
                 results["ketch-runc run true"].append(
@@ -120,6 +180,9 @@ def main() -> None:
     for name, runs in results.items():
         if runs:
             print(summary(name, runs))
+    ours, bare = results["QEMU CPU seconds to that output"], results["baseline: QEMU CPU seconds"]
+    print(f"QEMU CPU to first output, ketch-runv / baseline (medians): "
+          f"{statistics.median(ours) / statistics.median(bare):.2f}")
 
 
 if __name__ == "__main__":

@@ -19,5 +19,6 @@ Annotations an engine sets on the bundle (details in spec.py):
     ketch.vm.ports      QEMU hostfwd rules for published ports
 Environment: KETCH_VM_CACHE (kernel, initramfs, erofs cache), KETCH_VM_KERNEL /
 KETCH_VM_MODULES (own kernel), KETCH_VM_ACCEL=kvm|tcg, KETCH_VM_BOOT_DEADLINE,
-KETCH_RUNV_ROOT (state root when --root is not given), KETCH_VM_BALLOON=0.
+KETCH_RUNV_ROOT (state root when --root is not given), KETCH_VM_BALLOON=0,
+KETCH_VM_TCG_TB_SIZE (MiB of TCG translation buffer).
 """

@@ -84,8 +84,16 @@ def argv(cfg: VmConfig) -> list[str]:
     if cfg.extra_args:
         cmdline += " " + cfg.extra_args
     mem = f"{cfg.memory_mib}M"
+    accel = cfg.accel
+    tb_size = os.environ.get("KETCH_VM_TCG_TB_SIZE", "")
+    if accel == "tcg" and tb_size:
+        # MiB of translated code QEMU keeps before flushing it all. Unset: QEMU's
+        # default (reserved, only used pages count; ~40 MiB by an idle guest).
+        if not tb_size.isdigit() or int(tb_size) == 0:
+            raise FailedPrecondition(f"KETCH_VM_TCG_TB_SIZE={tb_size!r}: not a size in MiB")
+        accel += f",tb-size={tb_size}"
     args = [qemu_binary(), "-M", "microvm,x-option-roms=off,pit=off,pic=off",
-            "-accel", cfg.accel, "-cpu", "host" if cfg.accel == "kvm" else "max",
+            "-accel", accel, "-cpu", "host" if cfg.accel == "kvm" else "max",
             "-smp", str(cfg.cpus), "-m", mem,
             "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-kernel", str(cfg.vmlinux), "-initrd", str(cfg.initrd), "-append", cmdline,

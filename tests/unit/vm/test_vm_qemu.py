@@ -83,3 +83,17 @@ def test_request_line_leaves_following_frames_in_the_socket():
     reader = proto.FrameReader(b)
     assert reader.read() == (proto.STDIN, 1, b"data")
     assert reader.read() == (proto.STDIN, 1, b"")
+
+
+def test_tcg_translation_buffer_size(cfg, monkeypatch):
+    monkeypatch.setenv("KETCH_VM_TCG_TB_SIZE", "32")
+    assert _opt(qemu.argv(cfg), "-accel") == ["tcg,tb-size=32"]
+    cfg.accel = "kvm"
+    assert _opt(qemu.argv(cfg), "-accel") == ["kvm"]     # no translation buffer under KVM
+
+
+@pytest.mark.parametrize("bad", ["0", "32M", "-1"])
+def test_tcg_translation_buffer_size_bad(cfg, monkeypatch, bad):
+    monkeypatch.setenv("KETCH_VM_TCG_TB_SIZE", bad)
+    with pytest.raises(qemu.FailedPrecondition, match="KETCH_VM_TCG_TB_SIZE"):
+        qemu.argv(cfg)
