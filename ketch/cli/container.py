@@ -8,6 +8,7 @@ __getattr__, so `ketch ps` builds none of their options.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -207,8 +208,10 @@ def ps(all_, quiet, latest, last, size, no_trunc, filters, fmt):
     """List containers."""
     from ketch.cli import _format
     from ketch.engine import containers as store
-    from ketch.engine import views
+    from ketch.engine import networks, views
     conn = _conn()
+    with contextlib.suppress(KetchError):   # a crash's network leftovers; cheap if none
+        networks.reconcile_if_needed(conn)
     items = store.all_containers(conn)
     if latest:
         last = 1

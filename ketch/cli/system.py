@@ -34,8 +34,8 @@ def info_document() -> dict:
     cs = containers.all_containers(conn)
     try:
         n_images, driver = len(images.list_images(conn)), images.snapshotter_name(conn)
-    except Exception:  # noqa: BLE001 - an empty or missing store still reports
-        n_images, driver = 0, "overlay"
+    except Exception as exc:  # noqa: BLE001 - a broken store still lets info report
+        n_images, driver = 0, f"unknown ({exc})"
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     runtimes = {}
     for name in ("runc", "vm"):
@@ -55,7 +55,21 @@ def info_document() -> dict:
         "MemTotal": mem, "DockerRootDir": str(paths.root()), "Name": platform.node(),
         "ServerVersion": __version__, "Runtimes": runtimes, "DefaultRuntime": "runc",
         "InitBinary": "tini-static", "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "MicroVM": _micro_vm(),
     }
+
+
+def _micro_vm() -> dict:
+    """The micro-VM accelerator as last decided; never boots a probe VM (that is
+    left to the first `--runtime vm` start, which caches its verdict)."""
+    try:
+        from ketch.vm import accel
+        found = accel.describe()
+    except Exception as exc:  # noqa: BLE001 - info reports, it does not fail
+        found = {"accelerator": "unknown", "reason": str(exc)}
+    return {"Accelerator": found.get("accelerator", "unknown"),
+            "Reason": found.get("reason", ""), "Kernel": found.get("kernel"),
+            "Qemu": found.get("qemu")}
 
 
 def _os_name() -> str:
@@ -79,6 +93,7 @@ def info(fmt):
         click.echo(_format.render(fmt, doc))
         return
     from ketch.engine.humanize import human_size
+    vm = doc["MicroVM"]
     lines = [f"Server Version: {doc['ServerVersion']}",
              f"Containers: {doc['Containers']}",
              f" Running: {doc['ContainersRunning']}", f" Paused: {doc['ContainersPaused']}",
@@ -91,7 +106,9 @@ def info(fmt):
              f"Operating System: {doc['OperatingSystem']}", f"OSType: {doc['OSType']}",
              f"Architecture: {doc['Architecture']}", f"CPUs: {doc['NCPU']}",
              f"Total Memory: {human_size(doc['MemTotal'])}", f"Name: {doc['Name']}",
-             f"Docker Root Dir: {doc['DockerRootDir']}"]
+             f"Docker Root Dir: {doc['DockerRootDir']}",
+             f"Micro-VM Accelerator: {vm['Accelerator']}" + (f" ({vm['Reason']})"
+                                                              if vm["Reason"] else "")]
     click.echo("\n".join(lines))
 
 
@@ -210,6 +227,7 @@ def prune(all_, volumes, force):
             click.echo(f"Deleted Container: {c.id}")
     try:
         from ketch.engine import networks
+        networks.reconcile(conn, full=True)   # after a crash: veths, leases, rules, bridges
         for n in networks.prune(conn):
             click.echo(f"Deleted Network: {n}")
     except ImportError:

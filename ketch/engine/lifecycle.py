@@ -44,6 +44,8 @@ def create(conn: sqlite3.Connection, opts: CreateOptions) -> Container:
     from ketch.engine import images, networks, volumes
 
     networks.mode(opts.network)  # validate the --network value before anything exists
+    with contextlib.suppress(KetchError):   # best effort; `system prune` reports failures
+        networks.reconcile_if_needed(conn)  # a crash's leftovers (leases, veths) go first
     ocicli.binary(opts.runtime)  # and the --runtime name
     image = images.resolve(conn, opts.image)
     img = spec.image_section(image.config)

@@ -204,3 +204,51 @@ def reconcile(conn: sqlite3.Connection, full: bool = False) -> dict:
     from ketch.network import reconcile as rec
 
     return rec.reconcile(_ready(conn), full)
+
+
+def reconcile_if_needed(conn: sqlite3.Connection) -> dict | None:
+    """reconcile() when a crash may have left network state behind; else nothing.
+
+    For the start of `ketch run` and `ketch ps`: the common case (no sandbox
+    whose container died, no stray ketch link, no vanished bridge) is decided
+    from three small queries and /sys/class/net without importing
+    ketch.network at all. Links of other ketch roots only make the full check
+    run; it filters by this root's own name prefix.
+    """
+    if not _needs_reconcile(conn):
+        return None
+    return reconcile(conn)
+
+
+def _needs_reconcile(conn: sqlite3.Connection) -> bool:
+    import os
+
+    try:
+        sandboxes = conn.execute("SELECT pid, pid_start, mode FROM sandboxes").fetchall()
+        veths = {r[0] for r in conn.execute("SELECT veth FROM endpoints")}
+        used = {r[0] for r in conn.execute("SELECT DISTINCT network_id FROM endpoints")}
+        nets = conn.execute("SELECT id, name, bridge FROM networks WHERE driver = 'bridge'")
+        bridges = {r[2]: r[1] != "bridge" or r[0] in used for r in nets if r[2]}
+    except sqlite3.OperationalError:   # no network table: networking never used here
+        return False
+    for pid, start, kind in sandboxes:   # host.alive(), without importing it
+        if (_pid_start(pid) != start) if pid else kind != "host":
+            return True
+    try:
+        links = set(os.listdir("/sys/class/net"))
+    except OSError:
+        return False
+    if any(n.startswith("kv") and n not in veths for n in links):
+        return True
+    if any(n.startswith("kb") and n not in bridges for n in links):
+        return True
+    # A bridge in use that vanished (reboot), or the default one left idle by a crash.
+    return any(needed != (name in links) for name, needed in bridges.items())
+
+
+def _pid_start(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
