@@ -104,15 +104,17 @@ def main() -> None:
             cmds[name] = [path, "--root", f"{roots}/c{i}"]
         times: dict[str, list[float]] = {k: [] for k in cmds}
         cpus: dict[str, list[float]] = {k: [] for k in cmds}
-        for cmd in cmds.values():  # warm-up: page cache, pyc files
-            once([*cmd, "run", "--bundle", str(bundle), "warm"])
-        for i in range(args.n):
-            names = list(cmds)
-            order = names[i % len(names):] + names[:i % len(names)]  # each goes first in turn
-            for name in order:
-                times[name].append(once([*cmds[name], "run", "--bundle", str(bundle),
-                                         f"b{i}"], cpus[name]))
-        shutil.rmtree(roots, ignore_errors=True)
+        try:
+            for cmd in cmds.values():  # warm-up: page cache, pyc files
+                once([*cmd, "run", "--bundle", str(bundle), "warm"])
+            for i in range(args.n):
+                names = list(cmds)
+                order = names[i % len(names):] + names[:i % len(names)]  # each goes first in turn
+                for name in order:
+                    times[name].append(once([*cmds[name], "run", "--bundle", str(bundle),
+                                             f"b{i}"], cpus[name]))
+        finally:  # a runtime that fails must not leave the state roots in /run
+            shutil.rmtree(roots, ignore_errors=True)
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     print(f"rounds: {args.n} (alternating)   load average: {os.getloadavg()[0]:.2f}")
     cpu = {k: statistics.median(v) * 1000 for k, v in cpus.items()}
