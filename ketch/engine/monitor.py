@@ -11,6 +11,13 @@ Measured at ~1 MiB PSS per idle container (BENCHMARKS.md, "Run").
 The log file is conmon's k8s-file format (`<RFC3339Nano> <stream> <F|P> <text>`
 per line), not Docker's json-file lines; `ketch logs` renders it exactly as
 `docker logs` renders json-file (streams, -t, --since/--until, --tail, -f).
+Why not json-file on disk: conmon 2.1.6 writes only k8s-file, journald or
+passthrough, and converting would need either a second process per container
+copying the stream (a Python one costs ~4.6 MiB PSS, against conmon's 0.35:
+the memory goal) or a rewrite after exit (wrong while the container runs,
+which is when log shippers read it). So tools that parse Docker's
+`*-json.log` files directly do not understand LogPath here; `ketch logs`
+and inspect's LogConfig are the interface.
 `--log-opt max-size` maps to conmon's --log-size-max (it truncates; there is
 no max-file rotation).
 
