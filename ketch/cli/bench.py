@@ -72,8 +72,8 @@ class _Progress:
 
 @click.command("bench")
 @click.option("--quick", "mode", flag_value="quick", default=True,
-              help="Few runs, small workloads (default): about a minute for containers; "
-                   "a VM start under TCG costs ~15 s each; the full VM only if named.")
+              help="Few runs, small workloads (default); VMs get fewer starts; the full "
+                   "VM only if named. ~3.5 min on a 2-core TCG host.")
 @click.option("--full", "mode", flag_value="full", help="The whole set: more runs, larger workloads.")
 @click.option("-n", "--runs", type=click.IntRange(min=1), default=None,
               help="Timed starts per runtime (default: quick 3, VMs 2; full 10, VMs 5).")
