@@ -76,10 +76,12 @@ def first_output(runv: list[str], bundle: Path, cid: str, res: dict | None = Non
         with open(f"/proc/{pid}/stat") as f:     # field 22: start time, ticks since boot
             started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
         res["host: spawn to QEMU started (10 ms ticks)"].append(max(0.0, started - boot0))
-        marks = dict(kv.split("=") for kv in (state / "boot.times").read_text().split())
+        marks_file = state / "boot.times"    # absent from builds before the marks existed
+        marks = dict(kv.split("=") for kv in marks_file.read_text().split()) if marks_file.exists() else {}
         for key, name in (("init", "guest: init starts"), ("modules", "guest: modules loaded"),
                           ("ready", "guest: agent ready")):
-            res[name].append(float(marks[key]))
+            if key in marks:
+                res[name].append(float(marks[key]))
     proc.stdout.read()
     proc.wait()
     return elapsed
