@@ -8,6 +8,8 @@ docker-registry (127.0.0.1, plain http). Each round pulls it from scratch:
     skopeo  skopeo copy docker://<ref> oci:<dir>:t  then  umoci unpack --image <dir>:t <bundle>
 
 Usage: .venv/bin/python bench/pull_registry.py [--rounds 3] [--mb 100] [--json out.json]
+       [--rate MBPS]      every tool pulls through a proxy that sends each blob at
+                          MBPS MB/s per connection (a slower link than loopback)
        [--baseline DIR]   also time `ketch pull` of another source tree (PYTHONPATH=DIR),
                           e.g. an older commit: `git archive <rev> | tar -x -C DIR`
 Prints a Markdown table (median wall time, throughput over the compressed size).
@@ -80,6 +82,7 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=100)
     ap.add_argument("--json", default="")
     ap.add_argument("--baseline", default="")
+    ap.add_argument("--rate", type=float, default=0)
     args = ap.parse_args()
     for tool in ("skopeo", "umoci", "docker-registry"):
         if not shutil.which(tool):
@@ -91,6 +94,11 @@ def main() -> None:
         compressed = sum(d["size"] for d in manifest["layers"])
         ref = f"{reg.host}/bench/pull:1"
         skopeo_push(work / "layout", "latest", ref)
+        if args.rate:
+            from tests.integration.registry.test_registry_resume import ThrottlingProxy
+
+            proxy = ThrottlingProxy(reg.host, int(args.rate * 1e6))
+            ref = f"{proxy.host}/bench/pull:1"
         names = ["ketch", "skopeo+umoci"] + (["ketch (baseline)"] if args.baseline else [])
         results: dict[str, list[float]] = {n: [] for n in names}
         cpu: dict[str, list[float]] = {n: [] for n in names}
@@ -122,8 +130,9 @@ def main() -> None:
             med = statistics.median(times)
             rows.append((name, med, mb / med, statistics.median(cpu[name]), times))
         base = rows[1][1]
-        print(f"image: {len(manifest['layers'])} layers, {mb:.1f} MB compressed; "
-              f"{args.rounds} rounds, median")
+        link = f", blobs at {args.rate:g} MB/s per connection" if args.rate else ""
+        print(f"image: {len(manifest['layers'])} layers, {mb:.1f} MB compressed{link}; "
+              f"{args.rounds} rounds, median; load average {os.getloadavg()[0]:.1f}")
         print("| tool | wall (s) | MB/s | vs skopeo+umoci | CPU user+sys (s) | runs (s) |")
         print("|---|---|---|---|---|---|")
         for name, med, tput, used, times in rows:

@@ -34,6 +34,7 @@ from ketch.errors import DataError, NotFound
 from ketch.oci import digest as _digest
 
 _CHUNK = 1 << 20
+_FOLLOW_STEP = 256 << 10
 
 
 class ContentStore:
@@ -179,6 +180,7 @@ class Writer:
         self._rehash()
         self._cond: threading.Condition | None = None   # set by follow()
         self._ended: bool | None = None                 # None: writing; True ok; False failed
+        self._visible = 0                               # bytes followers may read
 
     def _take_lock(self) -> int:
         # The holder removes the ingest directory when done; a waiter that then
@@ -209,7 +211,7 @@ class Writer:
         self._file.truncate(0)
         self._hash = hashlib.sha256()
         self.offset = 0
-        self._notify()
+        self._publish()
 
     def write(self, data: bytes) -> int:
         if self.expected_size is not None and self.offset + len(data) > self.expected_size:
@@ -218,7 +220,10 @@ class Writer:
         self._file.write(data)
         self._hash.update(data)
         self.offset += len(data)
-        self._notify()
+        # Followers are woken every _FOLLOW_STEP bytes, not per network chunk:
+        # a wake-up per few kB costs more CPU than the unpacking it feeds.
+        if self._cond is not None and self.offset - self._visible >= _FOLLOW_STEP:
+            self._publish()
         return len(data)
 
     # -- following -------------------------------------------------------------
@@ -226,7 +231,7 @@ class Writer:
         """A reader of this ingest from byte 0 that waits for bytes still to come."""
         if self._cond is None:
             self._cond = threading.Condition()
-        self._file.flush()
+        self._publish()
         return Follower(self)
 
     def end_follow(self, ok: bool) -> None:
@@ -235,12 +240,15 @@ class Writer:
             with self._cond:
                 if self._ended is None:
                     self._ended = ok
+                    self._visible = self.offset   # ok: commit() flushed everything
                 self._cond.notify_all()
 
-    def _notify(self) -> None:
+    def _publish(self) -> None:
+        """Make what was written visible to followers (bytes first, then the count)."""
         if self._cond is not None:
-            self._file.flush()   # a follower reads the file, not our buffer
+            self._file.flush()
             with self._cond:
+                self._visible = self.offset
                 self._cond.notify_all()
 
     def digest(self) -> str:
@@ -314,9 +322,9 @@ class Follower:
             with w._cond:
                 # A truncate (server ignored Range) makes offset < pos until the
                 # same bytes come again; digests decide at the end.
-                while w._ended is None and w.offset <= self.pos and not self.cancelled:
+                while w._ended is None and w._visible <= self.pos and not self.cancelled:
                     w._cond.wait()
-                if w.offset <= self.pos and w._ended is not None:
+                if w._visible <= self.pos and w._ended is not None:
                     if w._ended:
                         return b""
                     raise DataError(f"blob {w.expected or w.ref}: download did not complete")

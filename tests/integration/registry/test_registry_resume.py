@@ -51,7 +51,10 @@ class ThrottlingProxy:
 
     def forward(self, h: BaseHTTPRequestHandler) -> None:
         up = http.client.HTTPConnection(self.upstream, timeout=30)
-        headers = {k: v for k, v in h.headers.items() if k.lower() not in _HOP | {"host"}}
+        headers: dict[str, str] = {}
+        for k, v in h.headers.items():   # repeated headers (skopeo's Accept) joined
+            if k.lower() not in _HOP | {"host"}:
+                headers[k] = f"{headers[k]}, {v}" if k in headers else v
         up.request(h.command, h.path, headers=headers)
         resp = up.getresponse()
         entry = {"path": h.path, "range": h.headers.get("Range"), "sent": 0}

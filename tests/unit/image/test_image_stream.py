@@ -56,13 +56,14 @@ def test_follower_reads_as_written_and_ends_only_when_told(tmp_path):
 
 def test_follower_raises_when_the_write_fails_or_is_cancelled(tmp_path):
     cs = ContentStore(tmp_path)
-    with cs.writer("r", _digest(b"xy"), 2) as w:
+    with cs.writer("r", _digest(b"xy"), 1 << 20) as w:
         f = w.follow()
-        w.write(b"x")
-        assert f.read(10) == b"x"
+        w.write(b"x" * (300 << 10))   # more than a wake-up step: visible now
+        assert f.read(10) == b"x" * 10
         w.end_follow(False)
         with pytest.raises(DataError, match="did not complete"):
-            f.read(10)
+            while f.read(1 << 20):   # what was written, then the failure
+                pass
         f.close()
     with cs.writer("q", _digest(b"xy"), 2) as w:
         f = w.follow()
