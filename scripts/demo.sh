@@ -22,5 +22,10 @@ step ketch inspect -f '{{.State.Status}} memory={{.HostConfig.Memory}} restart={
 step ketch stats --no-stream demo-web
 step ketch rm -f demo-web
 
+# The same image as a micro-VM: its own guest kernel under QEMU (KVM where it
+# works, TCG emulation where it does not; `ketch info` says which).
+step ketch run --rm --runtime vm busybox sh -c 'echo hello from a micro-VM, kernel $(uname -r)'
+step ketch info
+
 # The containers-vs-VMs comparison, measured here (quick mode).
 step ketch bench --quick
