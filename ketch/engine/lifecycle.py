@@ -124,6 +124,7 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False,
             netns = _joined_netns(conn, mode)
             config = spec.build(c.id, opts, c.image_config, str(b / "rootfs"),
                                 bundle.mounts(c), hostname, netns)
+            config.setdefault("annotations", {}).update(_vm_port_forwards(c, mode))
             spec.write(str(b), config)
             log = None if opts.log_driver == "none" else str(b / "ctr.log")
             undo.callback(_force_delete, c)
@@ -199,6 +200,26 @@ def _attach_network(conn, c: Container, mode, pid: int, hostname: str) -> None:
                      "hosts_path": str(b / "hosts"),
                      "resolv_conf_path": str(b / "resolv.conf"),
                      "hostname_path": str(b / "hostname")})
+
+
+def _vm_port_forwards(c: Container, mode) -> dict:
+    """For a micro-VM on a bridge: QEMU forwards of its published container ports.
+
+    The bridge's DNAT brings a published port to the container's address in
+    the VM shim's network namespace; the guest sits behind QEMU's user
+    networking there, so QEMU must listen on each container port in that
+    namespace and forward it to the same port in the guest.
+    """
+    if mode.kind != "bridge" or c.options.runtime not in ("vm", "ketch-runv"):
+        return {}
+    from ketch.network import ports
+    opts = _net_opts(c)
+    binds = [b for p in opts.get("ports") or [] for b in ports.parse(p)]
+    if opts.get("publish_all"):
+        binds += ports.exposed_bindings(opts.get("exposed") or [])
+    rules = sorted({f"{b['proto']}::{b['container_port']}-:{b['container_port']}"
+                    for b in binds})
+    return {"ketch.vm.ports": ",".join(rules)} if rules else {}
 
 
 def _net_opts(c: Container) -> dict:

@@ -48,6 +48,17 @@ class Shim:
     # --- boot ----------------------------------------------------------------
 
     def boot(self) -> None:
+        if self.launch.get("netns"):
+            # The bundle asks for its own network namespace: the shim (whose pid
+            # is the container's) and QEMU with its user networking move into a
+            # private one before QEMU starts. What the engine attaches to
+            # /proc/<pid>/ns/net (a veth on its bridge) is then the guest's way
+            # out, and QEMU's forwards of published ports listen there, where
+            # the bridge's DNAT delivers them -- never on the host's own
+            # addresses. No other thread exists yet: unshare applies to the
+            # whole shim, and QEMU inherits it.
+            from ketch._sys import ns
+            ns.unshare(ns.CLONE_NEWNET)
         shares = []
         for i, (host_dir, _dest, _ro) in enumerate(self.launch["shares"]):
             shares.append((f"ketchfs{i}", self._virtiofsd(i, host_dir)))
@@ -83,13 +94,6 @@ class Shim:
         (self.dir / "boot.times").write_bytes(got[2])
         # QEMU has read the initrd into guest memory; the per-run copy can go.
         Path(self.launch["initrd"]).unlink(missing_ok=True)
-        if self.launch.get("netns"):
-            # QEMU (and its user networking) stays in the host's namespace; the
-            # shim, whose pid is the container's, moves to a private one so a
-            # network attached to /proc/<pid>/ns/net never touches the host.
-            # No other thread exists yet: unshare applies to the whole shim.
-            from ketch._sys import ns
-            ns.unshare(ns.CLONE_NEWNET)
         # Listen before reporting "ok": `start` connects right after.
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(self.dir / "shim.sock"))
