@@ -3,7 +3,7 @@
 Started only by bench/net_throughput.py when `dockerd` is installed. It is
 kept away from the host's own state: its own data root, exec root, socket
 and pid file in a temp dir; the vfs storage driver; cgroups under
-`ketch/bench-docker`; `--iptables=false --ip-forward=false --ip-masq=false`
+`/ketch/bench-docker` (absolute); `--iptables=false --ip-forward=false --ip-masq=false`
 so it changes no firewall rule or sysctl of the host (published ports then
 go through docker-proxy, Docker's userland proxy, which is also the path
 Docker uses for 127.0.0.1 by default); its docker0 gets a free subnet and is
@@ -78,7 +78,9 @@ def dockerd() -> Iterator[Docker]:
          "--pidfile", f"{tmp}/docker.pid", "-H", f"unix://{sock}",
          "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
          "--storage-driver", "vfs", "--bip", _free_bip(),
-         "--cgroup-parent", "ketch/bench-docker", *ULIMITS],
+         # Absolute: a relative parent is taken from dockerd's own cgroup by
+         # runc, which in the memory hierarchy here is not ketch's to touch.
+         "--cgroup-parent", "/ketch/bench-docker", *ULIMITS],
         stdout=log, stderr=log, start_new_session=True)
     d = Docker(sock)
     try:

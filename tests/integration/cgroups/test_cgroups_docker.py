@@ -47,7 +47,9 @@ def _dockerd(parent: str):
         [need_tool("dockerd"), "--data-root", f"{tmp}/data", "--exec-root", f"{tmp}/exec",
          "--pidfile", f"{tmp}/docker.pid", "-H", f"unix://{sock}", "--iptables=false",
          "--ip6tables=false", "--ip-forward=false", "--ip-masq=false", "--storage-driver", "vfs",
-         "--bip", f"{net.network_address + 1}/{net.prefixlen}", "--cgroup-parent", parent,
+         "--bip", f"{net.network_address + 1}/{net.prefixlen}",
+         # Absolute, so no runtime reads it relative to dockerd's own cgroup.
+         "--cgroup-parent", "/" + parent,
          "--add-runtime", f"ketch={command('ketch-runc')}",
          "--default-ulimit", "nofile=1024:1024", "--default-ulimit", "nproc=4096:4096"],
         stdout=log, stderr=log, start_new_session=True)
