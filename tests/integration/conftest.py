@@ -3,8 +3,9 @@
 Every test gets its own KETCH_ROOT, KETCH_RUNROOT, ketch-runc --root and
 cgroup parent (ketch/t-<id>), so tests never share state, and the autouse
 `no_leaks` fixture fails a test that leaves behind a mount under its
-directories, a cgroup under its parent, or a process that carries its
-test id or names its directories.
+directories, a cgroup under its parent, a ketch cgroup anywhere outside the
+`ketch` parents (e.g. under the host's own cgroups), or a process that
+carries its test id or names its directories.
 """
 
 from __future__ import annotations
@@ -41,6 +42,31 @@ def _cgroup_dirs(parent: str) -> set[Path]:
             for dirpath, dirnames, _ in os.walk(base):
                 for d in dirnames:
                     found.add(Path(dirpath) / d)
+    return found
+
+
+def _stray_cgroups() -> set[Path]:
+    """Cgroups named ketch* that are NOT <hierarchy>/ketch itself or below it.
+
+    A relative cgroup path resolved against a process's own cgroup (as runc
+    does) would put them under the host's cgroups (here, memory:/process_api/...),
+    which are not ours to touch.
+    """
+    found = set()
+    if not CGROUP_ROOT.exists():
+        return found
+    hierarchies = {CGROUP_ROOT, *CGROUP_ROOT.iterdir()}
+    for hier in hierarchies:
+        if not hier.is_dir():
+            continue
+        for dirpath, dirnames, _ in os.walk(hier):
+            here = Path(dirpath)
+            if here == hier / "ketch" or (hier / "ketch") in here.parents:
+                dirnames[:] = []
+                continue
+            for d in dirnames:
+                if d.startswith("ketch") and here not in hierarchies:
+                    found.add(here / d)
     return found
 
 
@@ -101,6 +127,7 @@ def no_leaks(request: pytest.FixtureRequest, ketch_env: dict[str, str], tmp_path
     """Fail the test if it leaves a mount, cgroup or process behind; then clean up."""
     prefixes = [str(tmp_path)]
     parent = ketch_env["KETCH_CGROUP_PARENT"]
+    stray_before = _stray_cgroups()
     yield
     leaks = []
     # Give exiting processes a moment to be reaped before judging.
@@ -125,6 +152,9 @@ def no_leaks(request: pytest.FixtureRequest, ketch_env: dict[str, str], tmp_path
             os.system(f"umount -l '{m}' 2>/dev/null")
     if cgroups:
         leaks.append(f"cgroups {sorted(str(c) for c in cgroups)}")
+    stray = _stray_cgroups() - stray_before
+    if stray:
+        leaks.append(f"cgroups outside the ketch parent {sorted(str(c) for c in stray)}")
     time.sleep(0.05 if procs else 0)
     _remove_cgroup_tree(parent)
     if leaks:
