@@ -21,6 +21,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 
+from cgroup_cleanup import remove_cgroup_parent
+
 ULIMITS = ["--default-ulimit", "nofile=1024:1024", "--default-ulimit", "nproc=4096:4096"]
 
 
@@ -109,7 +111,7 @@ def dockerd() -> Iterator[Docker]:
             proc.wait()
         log.close()
         _delete_link("docker0")
-        _remove_cgroups("ketch/bench-docker")
+        remove_cgroup_parent("ketch/bench-docker")
         subprocess.run(["umount", "-R", "-l", f"{tmp}/data"], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -119,11 +121,3 @@ def _delete_link(name: str) -> None:
 
     with contextlib.suppress(Exception):
         link.delete(name)
-
-
-def _remove_cgroups(rel: str) -> None:
-    for hier in os.listdir("/sys/fs/cgroup"):
-        base = os.path.join("/sys/fs/cgroup", hier, rel)
-        for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
-            with contextlib.suppress(OSError):
-                os.rmdir(dirpath)

@@ -21,18 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from cgroup_cleanup import remove_cgroup_parent
+
 KETCH = str(Path(sys.executable).parent / "ketch")
-
-
-def remove_cgroup_parent(parent: str) -> None:
-    """rmdir the (now empty) cgroup parent the run used, in every hierarchy."""
-    base = Path("/sys/fs/cgroup")
-    for hier in [base, *base.iterdir()]:
-        top = hier / parent
-        if top.is_dir():
-            for dirpath, _d, _f in sorted(os.walk(top), key=lambda t: -len(t[0])):
-                with contextlib.suppress(OSError):
-                    os.rmdir(dirpath)
 
 
 FAILURES: dict[str, str] = {}
