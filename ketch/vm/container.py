@@ -85,10 +85,9 @@ def _guest_config(kernel: kernel_mod.Kernel, plan: spec.Plan) -> tuple[list[str]
     return lines, files
 
 
-def create(root: Path, cid: str, bundle: Path, pid_file: Path | None = None,
-           stdio: tuple[int, int, int] | None = None) -> subprocess.Popen:
-    """Boot the VM with the process not yet started; returns the shim (our child)."""
-    plan = spec.plan(bundle)             # every bundle error before anything is created
+def _begin(root: Path, cid: str, bundle: Path):
+    """Every bundle and host check before anything is made, then the new state dir."""
+    plan = spec.plan(bundle)
     kernel = kernel_mod.require()
     qemu.qemu_binary()
     if plan.shares:
@@ -99,6 +98,13 @@ def create(root: Path, cid: str, bundle: Path, pid_file: Path | None = None,
         d.mkdir()
     except FileExistsError:
         raise AlreadyExists(f"container \"{cid}\" already exists") from None
+    return plan, kernel, d
+
+
+def create(root: Path, cid: str, bundle: Path, pid_file: Path | None = None,
+           stdio: tuple[int, int, int] | None = None) -> subprocess.Popen:
+    """Boot the VM with the process not yet started; returns the shim (our child)."""
+    plan, kernel, d = _begin(root, cid, bundle)
     try:
         shim = _launch(d, cid, kernel, plan, stdio)
     except BaseException:
@@ -159,17 +165,7 @@ def run_inline(root: Path, cid: str, bundle: Path, pid_file: Path | None = None,
     less than create + start); returns the process's exit code."""
     from ketch.vm import shim as shim_mod
 
-    plan = spec.plan(bundle)
-    kernel = kernel_mod.require()
-    qemu.qemu_binary()
-    if plan.shares:
-        qemu.virtiofsd_binary()
-    d = state_dir(root, cid, must_exist=False)
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        d.mkdir()
-    except FileExistsError:
-        raise AlreadyExists(f"container \"{cid}\" already exists") from None
+    plan, kernel, d = _begin(root, cid, bundle)
     shim = None
     try:
         shim = shim_mod.Shim(d, _prepare(d, kernel, plan))
