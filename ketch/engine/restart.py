@@ -43,10 +43,14 @@ def next_delay(c: Container) -> float:
 
 
 def after_exit(conn: sqlite3.Connection, c: Container, *, foreground: bool) -> None:
-    if not wanted(c):
-        return
-    delay = next_delay(c)
-    containers.update(conn, c.id, status="restarting", restart_delay=delay)
+    from ketch.engine.lifecycle import locked
+    # Decide on a fresh read under the container's lock: a `stop` that ran
+    # between the cleanup and here has set manually_stopped, and must win.
+    with locked(c.id):
+        c = containers.get(conn, c.id)
+        if c is None or c.status != "exited" or not wanted(c):
+            return
+        containers.update(conn, c.id, status="restarting", restart_delay=next_delay(c))
     if foreground:
         subprocess.Popen([monitor.ketch_binary(), "container", "cleanup", c.id],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -62,10 +66,14 @@ def resume(conn: sqlite3.Connection, cid: str) -> None:
     if c is None or c.status != "restarting":
         return
     time.sleep(c.restart_delay or FIRST_DELAY)
-    c = containers.get(conn, cid)
-    if c is None or c.status != "restarting" or c.manually_stopped:
-        return
-    containers.update(conn, cid, restart_count=c.restart_count + 1)
+    with lifecycle.locked(cid):
+        c = containers.get(conn, cid)
+        if c is None or c.status != "restarting":
+            return
+        if c.manually_stopped:   # a stop during the back-off: stay down, as exited
+            containers.update(conn, cid, status="exited")
+            return
+        containers.update(conn, cid, restart_count=c.restart_count + 1)
     try:
         lifecycle.start(conn, c, restarting=True)
     except Exception as exc:  # noqa: BLE001 - recorded on the container, like Docker

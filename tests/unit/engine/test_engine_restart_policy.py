@@ -36,3 +36,34 @@ def test_backoff_doubles_to_a_minute_and_resets_after_ten_seconds_up():
     assert restart.next_delay(_c(delay=40)) == 60
     assert restart.next_delay(_c(delay=60)) == 60
     assert restart.next_delay(_c(delay=60, ran=11)) == 0.1
+
+
+def _stored(tmp_path, monkeypatch, policy="always"):
+    """A container row in a throwaway database, as the exit cleanup leaves it."""
+    from ketch.engine import containers
+    monkeypatch.setenv("KETCH_ROOT", str(tmp_path / "root"))
+    monkeypatch.setenv("KETCH_RUNROOT", str(tmp_path / "run"))
+    conn = containers.connect()
+    c = _c(policy)
+    containers.insert(conn, c.id, "n", "i", "sha256:i", c.options, {})
+    containers.update(conn, c.id, status="exited", exit_code=0)
+    return conn, c
+
+
+def test_a_stop_between_cleanup_and_policy_wins(tmp_path, monkeypatch):
+    # The exit cleanup read the row before `stop` marked it: its copy says
+    # "not stopped", the database says stopped. The policy must follow the database.
+    from ketch.engine import containers
+    conn, stale = _stored(tmp_path, monkeypatch)
+    containers.update(conn, stale.id, manually_stopped=1)
+    restart.after_exit(conn, stale, foreground=False)
+    assert containers.get(conn, stale.id).status == "exited"
+
+
+def test_a_stop_during_the_backoff_leaves_it_exited_not_restarting(tmp_path, monkeypatch):
+    from ketch.engine import containers
+    conn, c = _stored(tmp_path, monkeypatch)
+    containers.update(conn, c.id, status="restarting", restart_delay=0.01, manually_stopped=1)
+    restart.resume(conn, c.id)
+    got = containers.get(conn, c.id)
+    assert got.status == "exited" and got.restart_count == 0
