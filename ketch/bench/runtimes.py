@@ -301,6 +301,12 @@ class Podman(CliEngine):
     def storage_roots(self):
         return [self.ws.dir / "podman" / "root"]
 
+    def remove(self, inst):
+        # podman's `rm -f` first stops with the 10 s timeout, and a shell or sleep
+        # as pid 1 ignores SIGTERM: every removal would wait it out. docker's and
+        # ketch's `rm -f` kill at once; -t 0 makes podman's do the same.
+        self.cmd("rm", "-f", "-t", "0", inst.id, timeout=60)
+
 
 #: Docker's and podman's default ulimits are refused by runc on this kind of host.
 HOST_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
