@@ -1,90 +1,91 @@
 """The flags of `ketch run` and `ketch create` (Docker's names), and argv -> CreateOptions.
 
-Values are validated here through the engine's parsers, so a bad flag fails
-before anything is created, with Docker's wording and exit code 125.
+Declared once with cli/argv.py: parsed there without click on `run`/`create`,
+and turned into click options for `--help`. Values are validated here through
+the engine's parsers, so a bad flag fails before anything is created, with
+Docker's wording and exit code 125.
 """
 
 from __future__ import annotations
 
-import click
-
+from ketch.cli.argv import argument, option
 from ketch.engine import options as o
 from ketch.errors import InvalidArgument
 
 _MULTI = dict(multiple=True, metavar="LIST")
 
 FLAGS = [
-    click.option("-d", "--detach", is_flag=True, help="Run in the background, print the id."),
-    click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
-    click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
-    click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it exits."),
-    click.option("--name", default="", help="Assign a name to the container."),
-    click.option("-e", "--env", **_MULTI, help="Set environment variables."),
-    click.option("--env-file", **_MULTI, help="Read environment variables from a file."),
-    click.option("-l", "--label", **_MULTI, help="Set metadata on a container."),
-    click.option("-v", "--volume", **_MULTI, help="Bind mount a volume (src:dst[:ro])."),
-    click.option("--mount", **_MULTI, help="Attach a filesystem mount (type=...,target=...)."),
-    click.option("--tmpfs", **_MULTI, help="Mount a tmpfs directory."),
-    click.option("-w", "--workdir", default="", help="Working directory inside the container."),
-    click.option("-u", "--user", default="", help="Username or UID (name|uid[:group|gid])."),
-    click.option("--group-add", **_MULTI, help="Add additional groups to join."),
-    click.option("--entrypoint", default=None, help="Overwrite the image's ENTRYPOINT."),
-    click.option("-h", "--hostname", default="", help="Container host name."),
-    click.option("--init", is_flag=True, help="Run an init (tini) as PID 1 that reaps."),
-    click.option("--restart", default="no", help="Restart policy (no|on-failure[:N]|always|"
+    option("-d", "--detach", is_flag=True, help="Run in the background, print the id."),
+    option("-i", "--interactive", is_flag=True, help="Keep STDIN open."),
+    option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
+    option("--rm", "auto_remove", is_flag=True, help="Remove the container when it exits."),
+    option("--name", default="", help="Assign a name to the container."),
+    option("-e", "--env", **_MULTI, help="Set environment variables."),
+    option("--env-file", **_MULTI, help="Read environment variables from a file."),
+    option("-l", "--label", **_MULTI, help="Set metadata on a container."),
+    option("-v", "--volume", **_MULTI, help="Bind mount a volume (src:dst[:ro])."),
+    option("--mount", **_MULTI, help="Attach a filesystem mount (type=...,target=...)."),
+    option("--tmpfs", **_MULTI, help="Mount a tmpfs directory."),
+    option("-w", "--workdir", default="", help="Working directory inside the container."),
+    option("-u", "--user", default="", help="Username or UID (name|uid[:group|gid])."),
+    option("--group-add", **_MULTI, help="Add additional groups to join."),
+    option("--entrypoint", default=None, help="Overwrite the image's ENTRYPOINT."),
+    option("-h", "--hostname", default="", help="Container host name."),
+    option("--init", is_flag=True, help="Run an init (tini) as PID 1 that reaps."),
+    option("--restart", default="no", help="Restart policy (no|on-failure[:N]|always|"
                  "unless-stopped)."),
-    click.option("--stop-signal", default="", help="Signal to stop the container."),
-    click.option("--stop-timeout", type=int, default=None, help="Seconds to wait on stop."),
-    click.option("--health-cmd", default=None, help="Command to run to check health."),
-    click.option("--health-interval", default=None, help="Time between running the check."),
-    click.option("--health-timeout", default=None, help="Maximum time to allow one check."),
-    click.option("--health-retries", type=int, default=None, help="Failures to be unhealthy."),
-    click.option("--health-start-period", default=None, help="Start period for the container."),
-    click.option("--no-healthcheck", is_flag=True, help="Disable any HEALTHCHECK."),
-    click.option("--cpus", default=None, help="Number of CPUs."),
-    click.option("-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)."),
-    click.option("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)."),
-    click.option("-m", "--memory", default=None, help="Memory limit."),
-    click.option("--memory-swap", default=None, help="Swap limit equal to memory plus swap; "
+    option("--stop-signal", default="", help="Signal to stop the container."),
+    option("--stop-timeout", type=int, default=None, help="Seconds to wait on stop."),
+    option("--health-cmd", default=None, help="Command to run to check health."),
+    option("--health-interval", default=None, help="Time between running the check."),
+    option("--health-timeout", default=None, help="Maximum time to allow one check."),
+    option("--health-retries", type=int, default=None, help="Failures to be unhealthy."),
+    option("--health-start-period", default=None, help="Start period for the container."),
+    option("--no-healthcheck", is_flag=True, help="Disable any HEALTHCHECK."),
+    option("--cpus", default=None, help="Number of CPUs."),
+    option("-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)."),
+    option("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)."),
+    option("-m", "--memory", default=None, help="Memory limit."),
+    option("--memory-swap", default=None, help="Swap limit equal to memory plus swap; "
                  "-1 for unlimited."),
-    click.option("--memory-reservation", default=None, help="Memory soft limit."),
-    click.option("--pids-limit", type=int, default=0, help="Tune container pids limit."),
-    click.option("--ulimit", **_MULTI, help="Ulimit options (nofile=1024:2048)."),
-    click.option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
-    click.option("--security-opt", **_MULTI, help="Security options."),
-    click.option("--cap-add", **_MULTI, help="Add Linux capabilities."),
-    click.option("--cap-drop", **_MULTI, help="Drop Linux capabilities."),
-    click.option("--privileged", is_flag=True, help="Give extended privileges."),
-    click.option("--device", **_MULTI, help="Add a host device to the container."),
-    click.option("--sysctl", **_MULTI, help="Sysctl options."),
-    click.option("--shm-size", default=None, help="Size of /dev/shm (default 64m)."),
-    click.option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences."),
-    click.option("--network", "--net", "network", default="", help="Network (none|host|NAME)."),
-    click.option("-p", "--publish", **_MULTI, help="Publish a container's port(s) to the host."),
-    click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports."),
-    click.option("--expose", **_MULTI, help="Expose a port or a range of ports."),
-    click.option("--dns", **_MULTI, help="Set custom DNS servers."),
-    click.option("--dns-search", **_MULTI, help="Set custom DNS search domains."),
-    click.option("--dns-option", **_MULTI, help="Set DNS options."),
-    click.option("--add-host", **_MULTI, help="Add a custom host-to-IP mapping (host:ip)."),
-    click.option("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)."),
-    click.option("--mac-address", default="", help="Container MAC address."),
-    click.option("--network-alias", **_MULTI, help="Add network-scoped alias."),
-    click.option("--runtime", default="", help="Runtime (runc, vm, or a path)."),
-    click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing",
+    option("--memory-reservation", default=None, help="Memory soft limit."),
+    option("--pids-limit", type=int, default=0, help="Tune container pids limit."),
+    option("--ulimit", **_MULTI, help="Ulimit options (nofile=1024:2048)."),
+    option("--read-only", is_flag=True, help="Mount the root filesystem read-only."),
+    option("--security-opt", **_MULTI, help="Security options."),
+    option("--cap-add", **_MULTI, help="Add Linux capabilities."),
+    option("--cap-drop", **_MULTI, help="Drop Linux capabilities."),
+    option("--privileged", is_flag=True, help="Give extended privileges."),
+    option("--device", **_MULTI, help="Add a host device to the container."),
+    option("--sysctl", **_MULTI, help="Sysctl options."),
+    option("--shm-size", default=None, help="Size of /dev/shm (default 64m)."),
+    option("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences."),
+    option("--network", "--net", "network", default="", help="Network (none|host|NAME)."),
+    option("-p", "--publish", **_MULTI, help="Publish a container's port(s) to the host."),
+    option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports."),
+    option("--expose", **_MULTI, help="Expose a port or a range of ports."),
+    option("--dns", **_MULTI, help="Set custom DNS servers."),
+    option("--dns-search", **_MULTI, help="Set custom DNS search domains."),
+    option("--dns-option", **_MULTI, help="Set DNS options."),
+    option("--add-host", **_MULTI, help="Add a custom host-to-IP mapping (host:ip)."),
+    option("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)."),
+    option("--mac-address", default="", help="Container MAC address."),
+    option("--network-alias", **_MULTI, help="Add network-scoped alias."),
+    option("--runtime", default="", help="Runtime (runc, vm, or a path)."),
+    option("--pull", choices=("always", "missing", "never"), default="missing",
                  help="Pull image before running."),
-    click.option("--platform", default="", help="Set platform if server is multi-platform."),
-    click.option("--log-driver", type=click.Choice(["json-file", "none", "k8s-file"]),
+    option("--platform", default="", help="Set platform if server is multi-platform."),
+    option("--log-driver", choices=("json-file", "none", "k8s-file"),
                  default="json-file", help="Logging driver for the container."),
-    click.option("--log-opt", **_MULTI, help="Log driver options (max-size=, max-file=)."),
+    option("--log-opt", **_MULTI, help="Log driver options (max-size=, max-file=)."),
 ]
 
 
 def create_flags(fn):
     for flag in reversed(FLAGS):
         fn = flag(fn)
-    fn = click.argument("command", nargs=-1, type=click.UNPROCESSED)(fn)
-    fn = click.argument("image")(fn)
+    fn = argument("command", nargs=-1, required=False)(fn)
+    fn = argument("image")(fn)
     return fn
 
 
@@ -129,7 +130,7 @@ def _net_opts(kw: dict) -> dict:
 
 
 def to_options(kw: dict) -> o.CreateOptions:
-    """Turn click's keyword arguments into validated CreateOptions."""
+    """Turn the parsed keyword arguments into validated CreateOptions."""
     opts = o.CreateOptions(image=kw["image"], command=list(kw["command"]), name=kw["name"],
                            workdir=kw["workdir"], user=kw["user"], hostname=kw["hostname"],
                            init=kw["init"], tty=kw["tty"], interactive=kw["interactive"],

@@ -14,9 +14,9 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from ketch.engine.humanize import human_duration, human_size  # noqa: F401 (re-export)
 from ketch.errors import InvalidArgument
@@ -24,7 +24,7 @@ from ketch.errors import InvalidArgument
 _ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}", re.S)
 
 
-def _lookup(data: Any, path: str) -> Any:
+def _lookup(data: object, path: str) -> object:
     """Resolve `.A.B.C` against nested dicts (and attributes of objects)."""
     if path in (".", ""):
         return data
@@ -42,7 +42,7 @@ def _lookup(data: Any, path: str) -> Any:
     return cur
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     """Go's fmt rendering of a value, as far as the common cases go."""
     if value is None:
         return "<no value>"
@@ -55,7 +55,7 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _arg(data: Any, token: str) -> Any:
+def _arg(data: object, token: str) -> object:
     if token.startswith("."):
         return _lookup(data, token)
     if token[:1] in ('"', "'"):
@@ -73,7 +73,7 @@ def _words(action: str) -> tuple[str, ...]:
     return tuple(_TOKEN.findall(action))
 
 
-def _eval(data: Any, action: str) -> str:
+def _eval(data: object, action: str) -> str:
     words = _words(action)
     if not words:
         return ""
@@ -111,13 +111,13 @@ def _parse(template: str) -> tuple[tuple[str, str | None], ...]:
     return tuple(parts)
 
 
-def render(template: str, data: Any) -> str:
+def render(template: str, data: object) -> str:
     """Render one item through a Go-style template (escapes \\t and \\n like Docker)."""
     return "".join(lit + (_eval(data, act) if act is not None else "")
                    for lit, act in _parse(template))
 
 
-def table(rows: Iterable[Iterable[Any]], header: Iterable[str] | None = None) -> str:
+def table(rows: Iterable[Iterable[object]], header: Iterable[str] | None = None) -> str:
     """Columns padded to the widest cell plus three spaces, as Docker's tabwriter does."""
     all_rows = [[str(c) for c in r] for r in rows]
     if header is not None:
@@ -135,7 +135,7 @@ def table(rows: Iterable[Iterable[Any]], header: Iterable[str] | None = None) ->
     return "\n".join(lines) + "\n"
 
 
-def format_items(items: list[Any], fmt: str | None, headers: Mapping[str, str],
+def format_items(items: list[object], fmt: str | None, headers: Mapping[str, str],
                  default: str) -> str:
     """Render items by a `--format` value, or by the command's default table template.
 
@@ -162,6 +162,13 @@ def _header(col: str, headers: Mapping[str, str]) -> str:
 def ago(ts: float, now: float | None = None) -> str:
     """"3 minutes ago", as in Docker's CREATED column."""
     return human_duration((now or time.time()) - ts) + " ago"
+
+
+def echo(text: object = "", err: bool = False, nl: bool = True) -> None:
+    """click.echo's contract without click: text (+ newline) written and flushed."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(f"{text}\n" if nl else str(text))
+    stream.flush()
 
 
 def truncate_id(value: str, no_trunc: bool = False) -> str:

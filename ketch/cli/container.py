@@ -12,12 +12,13 @@ import contextlib
 import json
 import sys
 
-import click
-
-from ketch.cli._exit import DockerCommand
+from ketch.cli._format import echo
+from ketch.cli.argv import Commands, argument, option
 from ketch.errors import KetchError
 
-CTX = {"ignore_unknown_options": False, "allow_interspersed_args": False}
+# Declared with cli/argv.py: parsed without click; `ketch.cli.container:ps` &c.
+# (COMMANDS, click groups) are click commands built from these on first use.
+FAST = Commands()
 
 
 def _conn():
@@ -25,11 +26,11 @@ def _conn():
     return containers.connect()
 
 
-@click.command(cls=DockerCommand, context_settings=CTX)
-@click.option("-a", "--attach", "attach_", is_flag=True, help="Attach STDOUT/STDERR.")
-@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
-@click.argument("containers", nargs=-1, required=True)
-def start(attach_, interactive, containers):
+@FAST.command("start", interspersed=False, docker_exit=True)
+@option("-a", "--attach", "attach_", is_flag=True, help="Attach STDOUT/STDERR.")
+@option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@argument("containers", nargs=-1, required=True)
+def _start(attach_, interactive, containers):
     """Start one or more stopped containers."""
     from ketch.engine import containers as store
     from ketch.engine import lifecycle
@@ -42,15 +43,15 @@ def start(attach_, interactive, containers):
                 from ketch.cli.container_run import run_attached
                 sys.exit(run_attached(conn, c))
             lifecycle.start(conn, c)
-            click.echo(ref)
+            echo(ref)
         except KetchError as exc:
             failed = exc
-            click.echo(f"ketch: {exc}", err=True)
+            echo(f"ketch: {exc}", err=True)
     if failed:
         raise SystemExit(1)
 
 
-def _each(refs, action, echo=True):
+def _each(refs, action, say=True):
     """Apply action(conn, container) to each ref; report errors per ref like Docker."""
     from ketch.engine import containers as store
     conn = _conn()
@@ -58,20 +59,20 @@ def _each(refs, action, echo=True):
     for ref in refs:
         try:
             action(conn, store.lookup(conn, ref))
-            if echo:
-                click.echo(ref)
+            if say:
+                echo(ref)
         except KetchError as exc:
-            click.echo(f"ketch: {exc}", err=True)
+            echo(f"ketch: {exc}", err=True)
             rc = 1
     if rc:
         raise SystemExit(rc)
 
 
-@click.command(cls=DockerCommand, context_settings=CTX)
-@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait.")
-@click.option("-s", "--signal", "sig", default="", help="Signal to send.")
-@click.argument("containers", nargs=-1, required=True)
-def stop(timeout, sig, containers):
+@FAST.command("stop", interspersed=False, docker_exit=True)
+@option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait.")
+@option("-s", "--signal", "sig", default="", help="Signal to send.")
+@argument("containers", nargs=-1, required=True)
+def _stop(timeout, sig, containers):
     """Stop one or more running containers."""
     from ketch.engine import lifecycle
 
@@ -82,10 +83,10 @@ def stop(timeout, sig, containers):
     _each(containers, act)
 
 
-@click.command(cls=DockerCommand, context_settings=CTX)
-@click.option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait.")
-@click.argument("containers", nargs=-1, required=True)
-def restart(timeout, containers):
+@FAST.command("restart", interspersed=False, docker_exit=True)
+@option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait.")
+@argument("containers", nargs=-1, required=True)
+def _restart(timeout, containers):
     """Restart one or more containers."""
     from ketch.engine import containers as store
     from ketch.engine import lifecycle
@@ -96,29 +97,29 @@ def restart(timeout, containers):
     _each(containers, act)
 
 
-@click.command(cls=DockerCommand, context_settings=CTX)
-@click.option("-s", "--signal", "sig", default="KILL", help="Signal to send.")
-@click.argument("containers", nargs=-1, required=True)
-def kill(sig, containers):
+@FAST.command("kill", interspersed=False, docker_exit=True)
+@option("-s", "--signal", "sig", default="KILL", help="Signal to send.")
+@argument("containers", nargs=-1, required=True)
+def _kill(sig, containers):
     """Kill one or more running containers."""
     from ketch.engine import lifecycle
     _each(containers, lambda conn, c: lifecycle.kill(conn, c, sig))
 
 
-@click.command(cls=DockerCommand, context_settings=CTX)
-@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
-@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes.")
-@click.argument("containers", nargs=-1, required=True)
-def rm(force, volumes, containers):
+@FAST.command("rm", interspersed=False, docker_exit=True)
+@option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
+@option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes.")
+@argument("containers", nargs=-1, required=True)
+def _rm(force, volumes, containers):
     """Remove one or more containers."""
     from ketch.engine import lifecycle
     _each(containers, lambda conn, c: lifecycle.remove(conn, c, force=force,
                                                           volumes_too=volumes))
 
 
-@click.command(cls=DockerCommand, context_settings=CTX)
-@click.argument("containers", nargs=-1, required=True)
-def wait(containers):
+@FAST.command("wait", interspersed=False, docker_exit=True)
+@argument("containers", nargs=-1, required=True)
+def _wait(containers):
     """Block until containers stop, then print their exit codes."""
     import time
 
@@ -131,8 +132,8 @@ def wait(containers):
                 lifecycle.wait_exit(c)
             time.sleep(0.05)
             c = store.get(conn, c.id)
-        click.echo(c.exit_code if c is not None else 0)
-    _each(containers, act, echo=False)
+        echo(c.exit_code if c is not None else 0)
+    _each(containers, act, say=False)
 
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
@@ -195,16 +196,16 @@ def _sizes(conn) -> dict[str, str]:
     return {x.get("Id", ""): human_size(x.get("SizeRw", 0)) for x in du.get("Containers", [])}
 
 
-@click.command(cls=DockerCommand, context_settings=CTX)
-@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
-@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
-@click.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
-@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
-@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
-@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
-@click.option("-f", "--filter", "filters", multiple=True, help="Filter output.")
-@click.option("--format", "fmt", default=None, help="Format output (Go template, table, json).")
-def ps(all_, quiet, latest, last, size, no_trunc, filters, fmt):
+@FAST.command("ps", interspersed=False, docker_exit=True)
+@option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
+@option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@option("-l", "--latest", is_flag=True, help="Show the latest created container.")
+@option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
+@option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@option("-f", "--filter", "filters", multiple=True, help="Filter output.")
+@option("--format", "fmt", default=None, help="Format output (Go template, table, json).")
+def _ps(all_, quiet, latest, last, size, no_trunc, filters, fmt):
     """List containers."""
     from ketch.cli import _format
     from ketch.engine import containers as store
@@ -220,7 +221,7 @@ def ps(all_, quiet, latest, last, size, no_trunc, filters, fmt):
     items = [c for c in items if (all_ or c.status in ("running", "paused", "restarting"))
              and _ps_filter(c, list(filters))]
     if quiet:
-        click.echo("".join((c.id if no_trunc else c.id[:12]) + "\n" for c in items), nl=False)
+        echo("".join((c.id if no_trunc else c.id[:12]) + "\n" for c in items), nl=False)
         return
     rows = []
     ports = _ports_of(conn, items)
@@ -238,15 +239,15 @@ def ps(all_, quiet, latest, last, size, no_trunc, filters, fmt):
         row["Command"] = json.dumps(row["Command"], ensure_ascii=False)
         rows.append(row)
     default = PS_DEFAULT + ("\t{{.Size}}" if size else "")
-    click.echo(_format.format_items(rows, fmt, PS_HEADERS, default), nl=False)
+    echo(_format.format_items(rows, fmt, PS_HEADERS, default), nl=False)
 
 
-@click.command(cls=DockerCommand, context_settings=CTX)
-@click.option("-f", "--format", "fmt", default=None, help="Format output (Go template).")
-@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
-@click.option("--type", "kind", default="", help="Only container, image or volume.")
-@click.argument("names", nargs=-1, required=True)
-def inspect(fmt, size, kind, names):
+@FAST.command("inspect", interspersed=False, docker_exit=True)
+@option("-f", "--format", "fmt", default=None, help="Format output (Go template).")
+@option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@option("--type", "kind", default="", help="Only container, image or volume.")
+@argument("names", nargs=-1, required=True)
+def _inspect(fmt, size, kind, names):
     """Return low-level information on containers, images or volumes."""
     from ketch.cli import _format
     from ketch.errors import NotFound
@@ -255,13 +256,13 @@ def inspect(fmt, size, kind, names):
         try:
             docs.append(_inspect_one(name, kind))
         except NotFound:
-            click.echo(f"ketch: Error: No such object: {name}", err=True)
+            echo(f"ketch: Error: No such object: {name}", err=True)
             rc = 1
     if fmt:
         for d in docs:
-            click.echo(_format.render(fmt, d))
+            echo(_format.render(fmt, d))
     else:
-        click.echo(json.dumps(docs, indent=4))
+        echo(json.dumps(docs, indent=4))
     if rc:
         raise SystemExit(rc)
 
@@ -305,8 +306,9 @@ _MORE = {"run": "run", "create": "run", "attach": "more", "container": "more", "
 
 
 def __getattr__(name: str):
-    """The other container commands, loaded only when one of them is invoked."""
+    """Click commands: this module's, built on first use; the other container
+    commands, loaded only when one of them is invoked."""
     if name in _MORE:
         import importlib
         return getattr(importlib.import_module(f"ketch.cli.container_{_MORE[name]}"), name)
-    raise AttributeError(name)
+    return FAST.click(name)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import signal
 import sys
 
-import click
-
 from ketch.cli._container_flags import create_flags, to_options
+from ketch.cli._format import echo
+from ketch.cli.argv import Commands
 from ketch.errors import KetchError
 
-CTX = {"ignore_unknown_options": False, "allow_interspersed_args": False}
+# Declared with cli/argv.py (parsed without click); `run`/`create` as click
+# commands (COMMANDS, `ketch container run`) are built from these on first use.
+# Not interspersed: what follows IMAGE is the container's command, flags too.
+FAST = Commands()
 
 
 def _conn():
@@ -35,7 +38,7 @@ def _create(kw: dict):
     except NotFound as exc:
         if kw.get("pull") == "never" or "image" not in str(exc).lower():
             raise
-    click.echo(f"Unable to find image '{opts.image}' locally", err=True)
+    echo(f"Unable to find image '{opts.image}' locally", err=True)
     _pull(opts.image, kw.get("platform"))
     return conn, lifecycle.create(conn, opts)
 
@@ -48,17 +51,17 @@ def _pull(ref: str, platform: str | None) -> None:
     distribution.pull(ref, platform=platform or None)
 
 
-@click.command(context_settings=CTX)
+@FAST.command("create", interspersed=False)
 @create_flags
-def create(**kw):
+def _cmd_create(**kw):
     """Create a new container."""
     _conn_, c = _create(kw)
-    click.echo(c.id)
+    echo(c.id)
 
 
-@click.command(context_settings=CTX)
+@FAST.command("run", interspersed=False)
 @create_flags
-def run(**kw):
+def _cmd_run(**kw):
     """Create and run a new container from an image."""
     from ketch.engine import lifecycle
     conn, c = _create(kw)
@@ -69,7 +72,7 @@ def run(**kw):
             if c.options.auto_remove:
                 lifecycle.remove(conn, lifecycle.containers.get(conn, c.id), force=True)
             raise
-        click.echo(c.id)
+        echo(c.id)
         return
     sys.exit(run_attached(conn, c))
 
@@ -109,3 +112,8 @@ def run_attached(conn, c) -> int:
     code = lifecycle.cleanup(conn, c.id, foreground=True)
     os.close(lock)
     return 0 if code is None else code
+
+
+def __getattr__(name: str):
+    """`run` and `create` as click commands, built on first use."""
+    return FAST.click(name)

@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import sys
 
-import click
-
 from ketch.cli import _format
+from ketch.cli._format import echo
+from ketch.cli.argv import Commands, argument, option
 from ketch.errors import InvalidArgument, KetchError, NotFound
+
+# Declared with cli/argv.py: parsed without click; `ketch.cli.image:images` &c.
+# (COMMANDS, the `image` group) are click commands built from these on first use.
+FAST = Commands()
 
 IMAGES_DEFAULT = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 IMAGES_DIGESTS = ("table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}"
@@ -27,28 +31,28 @@ def _conn():
     return db.connect()
 
 
-def _images():
+def _engine():
     from ketch.engine import images
 
     return images
 
 
 # -- images ----------------------------------------------------------------------
-@click.command("images")
-@click.argument("repository", required=False)
-@click.option("-a", "--all", "show_all", is_flag=True, help="Show all images (default hides intermediate images).")
-@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
-@click.option("--digests", is_flag=True, help="Show digests.")
-@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
-@click.option("-f", "--filter", "filters", multiple=True, help="Filter output (dangling=, reference=, label=, before=, since=).")
-@click.option("--format", "fmt", default=None, help="Format output: table, json, or a Go template.")
-def images(repository, show_all, quiet, digests, no_trunc, filters, fmt):
+@FAST.command("images")
+@argument("repository", required=False)
+@option("-a", "--all", "show_all", is_flag=True, help="Show all images (default hides intermediate images).")
+@option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@option("--digests", is_flag=True, help="Show digests.")
+@option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@option("-f", "--filter", "filters", multiple=True, help="Filter output (dangling=, reference=, label=, before=, since=).")
+@option("--format", "fmt", default=None, help="Format output: table, json, or a Go template.")
+def _images(repository, show_all, quiet, digests, no_trunc, filters, fmt):
     """List images."""
     filters = list(filters) + ([f"reference={repository}"] if repository else [])
-    rows = _images().list_rows(_conn(), show_all, filters)
+    rows = _engine().list_rows(_conn(), show_all, filters)
     if quiet:
         ids = [r["ID"] if no_trunc else _format.truncate_id(r["ID"]) for r in rows]
-        click.echo("".join(i + "\n" for i in dict.fromkeys(ids)), nl=False)  # once each
+        echo("".join(i + "\n" for i in dict.fromkeys(ids)), nl=False)  # once each
         return
     items = [_image_item(r, no_trunc) for r in rows]
     default = IMAGES_DIGESTS if digests else IMAGES_DEFAULT
@@ -56,10 +60,10 @@ def images(repository, show_all, quiet, digests, no_trunc, filters, fmt):
         # The default table without the template engine: same columns, less work.
         cols = ["Repository", "Tag"] + (["Digest"] if digests else []) + [
             "ID", "CreatedSince", "Size"]
-        click.echo(_format.table(([i[c] for c in cols] for i in items),
+        echo(_format.table(([i[c] for c in cols] for i in items),
                                  [IMAGES_HEADERS[c] for c in cols]), nl=False)
         return
-    click.echo(_format.format_items(items, fmt, IMAGES_HEADERS, default), nl=False)
+    echo(_format.format_items(items, fmt, IMAGES_HEADERS, default), nl=False)
 
 
 def _image_item(r: dict, no_trunc: bool) -> dict:
@@ -120,7 +124,7 @@ class LayerProgress:
         if self.rich is None:
             if self.last.get(short) != verb:   # one line per phase change, not per chunk
                 self.last[short] = verb
-                click.echo(f"{short}: {verb}", err=True)
+                echo(f"{short}: {verb}", err=True)
             return
         if short not in self.tasks:
             self.tasks[short] = self.rich.add_task(f"{short}: {verb}", total=total or None)
@@ -129,38 +133,38 @@ class LayerProgress:
 
 
 # -- inspect / history -------------------------------------------------------------
-@click.command("inspect")
-@click.argument("names", nargs=-1, required=True)
-@click.option("-f", "--format", "fmt", default=None, help="Format output with a Go template.")
-def inspect(names, fmt):
+@FAST.command("inspect")
+@argument("names", nargs=-1, required=True)
+@option("-f", "--format", "fmt", default=None, help="Format output with a Go template.")
+def _inspect(names, fmt):
     """Display detailed information on one or more images."""
     conn, found, missing = _conn(), [], []
     for name in names:
         try:
-            found.append(_images().inspect(conn, name))
+            found.append(_engine().inspect(conn, name))
         except NotFound:
             missing.append(name)
     if fmt:
-        click.echo(_format.format_items(found, fmt, {}, fmt), nl=False)
+        echo(_format.format_items(found, fmt, {}, fmt), nl=False)
     else:
-        click.echo(json.dumps(found, indent=4))
+        echo(json.dumps(found, indent=4))
     if missing:
         raise NotFound(f"No such image: {missing[0]}", exit_code=1)
 
 
-@click.command("history")
-@click.argument("name")
-@click.option("-H", "--human", type=bool, default=True, help="Print sizes and dates in human readable format.")
-@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
-@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
-@click.option("--format", "fmt", default=None, help="Format output: table, json, or a Go template.")
-def history(name, human, no_trunc, quiet, fmt):
+@FAST.command("history")
+@argument("name")
+@option("-H", "--human", type=bool, default=True, help="Print sizes and dates in human readable format.")
+@option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@option("--format", "fmt", default=None, help="Format output: table, json, or a Go template.")
+def _history(name, human, no_trunc, quiet, fmt):
     """Show the history of an image."""
     from ketch.image.views import docker_time
 
-    rows = _images().history(_conn(), name)
+    rows = _engine().history(_conn(), name)
     if quiet:
-        click.echo("".join((r["ID"] if no_trunc or r["ID"] == "<missing>" else
+        echo("".join((r["ID"] if no_trunc or r["ID"] == "<missing>" else
                             _format.truncate_id(r["ID"])) + "\n" for r in rows), nl=False)
         return
     items = []
@@ -176,102 +180,104 @@ def history(name, human, no_trunc, quiet, fmt):
             "Comment": r["Comment"]})
     if fmt == "table":
         fmt = HISTORY_DEFAULT
-    click.echo(_format.format_items(items, fmt, HISTORY_HEADERS, HISTORY_DEFAULT), nl=False)
+    echo(_format.format_items(items, fmt, HISTORY_HEADERS, HISTORY_DEFAULT), nl=False)
 
 
 # -- names -----------------------------------------------------------------------
-@click.command("tag")
-@click.argument("source")
-@click.argument("target")
-def tag(source, target):
+@FAST.command("tag")
+@argument("source")
+@argument("target")
+def _tag(source, target):
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
-    _images().tag(_conn(), source, target)
+    _engine().tag(_conn(), source, target)
 
 
-@click.command("rmi")
-@click.argument("names", nargs=-1, required=True)
-@click.option("-f", "--force", is_flag=True, help="Force removal of the image.")
-@click.option("--no-prune", is_flag=True, help="Do not delete untagged parents (accepted).")
-def rmi(names, force, no_prune):
+@FAST.command("rmi")
+@argument("names", nargs=-1, required=True)
+@option("-f", "--force", is_flag=True, help="Force removal of the image.")
+@option("--no-prune", is_flag=True, help="Do not delete untagged parents (accepted).")
+def _rmi(names, force, no_prune):
     """Remove one or more images."""
     conn, failed = _conn(), None
     for name in names:
         try:
-            for line in _images().remove(conn, [name], force):
+            for line in _engine().remove(conn, [name], force):
                 for k, v in line.items():
-                    click.echo(f"{k}: {v}")
+                    echo(f"{k}: {v}")
         except KetchError as exc:
-            click.echo(f"ketch: {exc}", err=True)
+            echo(f"ketch: {exc}", err=True)
             failed = exc
     if failed is not None:
         sys.exit(1)
 
 
-@click.command("prune")
-@click.option("-a", "--all", "all_images", is_flag=True, help="Remove all unused images, not just dangling ones.")
-@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-@click.option("--filter", "filters", multiple=True, help="Accepted for compatibility; not supported.")
-def prune(all_images, force, filters):
+@FAST.command("prune")
+@option("-a", "--all", "all_images", is_flag=True, help="Remove all unused images, not just dangling ones.")
+@option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@option("--filter", "filters", multiple=True, help="Accepted for compatibility; not supported.")
+def _prune(all_images, force, filters):
     """Remove unused images."""
     if filters:
         raise InvalidArgument("image prune: --filter is not supported")
     if not force:
         what = ("all images without at least one container associated to them"
                 if all_images else "all dangling images")
-        click.echo(f"WARNING! This will remove {what}.")
+        echo(f"WARNING! This will remove {what}.")
+        import click  # the prompt only: this path is interactive anyway
+
         if not click.confirm("Are you sure you want to continue?", default=False):
             return
-    report, freed = _images().prune(_conn(), all_images)
+    report, freed = _engine().prune(_conn(), all_images)
     if report:
-        click.echo("Deleted Images:")
+        echo("Deleted Images:")
         for line in report:
             for k, v in line.items():
-                click.echo(f"{k.lower()}: {v}")
-        click.echo()
-    click.echo(f"Total reclaimed space: {_format.human_size(freed)}")
+                echo(f"{k.lower()}: {v}")
+        echo()
+    echo(f"Total reclaimed space: {_format.human_size(freed)}")
 
 
 # -- bootstrap -------------------------------------------------------------------
-@click.command("bootstrap")
-@click.argument("base")
-@click.option("--include", default="", help="Extra packages, comma separated (debian only).")
-@click.option("--tag", "-t", "name", default=None, help="Name the image (default: BASE).")
-@click.option("--mirror", default=None, help="Debian mirror (default: the host's apt sources).")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the image ID.")
-def bootstrap(base: str, include: str, name: str | None, mirror: str | None,
+@FAST.command("bootstrap")
+@argument("base")
+@option("--include", default="", help="Extra packages, comma separated (debian only).")
+@option("--tag", "-t", "name", default=None, help="Name the image (default: BASE).")
+@option("--mirror", default=None, help="Debian mirror (default: the host's apt sources).")
+@option("--quiet", "-q", is_flag=True, help="Print only the image ID.")
+def _bootstrap(base: str, include: str, name: str | None, mirror: str | None,
               quiet: bool) -> None:
     """Build a base image without a registry: busybox, or debian:<suite>."""
     pkgs = [p for p in include.split(",") if p]
     if not quiet and base.startswith("debian"):
         # mmdebstrap takes a minute or more and prints nothing meanwhile.
-        click.echo(f"Bootstrapping {base} with mmdebstrap --variant=minbase from "
+        echo(f"Bootstrapping {base} with mmdebstrap --variant=minbase from "
                    f"{mirror or 'the host apt sources'} ...", err=True)
-    rec = _images().bootstrap(_conn(), base, pkgs, name, mirror)
+    rec = _engine().bootstrap(_conn(), base, pkgs, name, mirror)
     if quiet:
-        click.echo(rec.id)
+        echo(rec.id)
     else:
-        click.echo(f"{', '.join(rec.repo_tags)}: {rec.id} ({_format.human_size(rec.size)})")
+        echo(f"{', '.join(rec.repo_tags)}: {rec.id} ({_format.human_size(rec.size)})")
 
 
 # -- save / load / import ----------------------------------------------------------
-@click.command("save")
-@click.argument("names", nargs=-1, required=True)
-@click.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT.")
-def save(names, output):
+@FAST.command("save")
+@argument("names", nargs=-1, required=True)
+@option("-o", "--output", default=None, help="Write to a file, instead of STDOUT.")
+def _save(names, output):
     """Save one or more images to a tar archive (OCI layout and docker-archive in one)."""
     if output is None and sys.stdout.isatty():
         raise InvalidArgument("cowardly refusing to save to a terminal. "
                               "Use the -o flag or redirect")
     conn = _conn()
     if output is None:
-        _images().save(conn, list(names), sys.stdout.buffer)
+        _engine().save(conn, list(names), sys.stdout.buffer)
         return
     import os
 
     tmp = f"{output}.ketch-tmp"
     try:
         with open(tmp, "wb") as f:
-            _images().save(conn, list(names), f)
+            _engine().save(conn, list(names), f)
         os.replace(tmp, output)
     except BaseException:
         if os.path.exists(tmp):
@@ -279,10 +285,10 @@ def save(names, output):
         raise
 
 
-@click.command("load")
-@click.option("-i", "--input", "source", default=None, help="Read from a tar archive file (or OCI layout directory), instead of STDIN.")
-@click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
-def load(source, quiet):
+@FAST.command("load")
+@option("-i", "--input", "source", default=None, help="Read from a tar archive file (or OCI layout directory), instead of STDIN.")
+@option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
+def _load(source, quiet):
     """Load images from a tar archive or STDIN."""
     import os
     from pathlib import Path
@@ -296,21 +302,21 @@ def load(source, quiet):
         if source and not path.exists():
             raise NotFound(f"open {source}: no such file or directory")
         with LayerProgress(quiet) as progress:
-            lines = _images().load(_conn(), path, progress)
+            lines = _engine().load(_conn(), path, progress)
         for line in lines:
-            click.echo(line)
+            echo(line)
     finally:
         if source is None:
             os.unlink(path)
 
 
-@click.command("import")
-@click.argument("source")
-@click.argument("repository", required=False)
-@click.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction to the created image.")
-@click.option("-m", "--message", default="", help="Set commit message for imported image.")
-@click.option("--platform", default=None, help="Set platform (os/arch) of the imported image.")
-def import_(source, repository, changes, message, platform):
+@FAST.command("import")
+@argument("source")
+@argument("repository", required=False)
+@option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction to the created image.")
+@option("-m", "--message", default="", help="Set commit message for imported image.")
+@option("--platform", default=None, help="Set platform (os/arch) of the imported image.")
+def _import(source, repository, changes, message, platform):
     """Import the contents from a tarball to create a filesystem image."""
     if source == "-":
         stream, shown = sys.stdin.buffer, "-"
@@ -329,25 +335,30 @@ def import_(source, repository, changes, message, platform):
             raise NotFound(f"open {source}: {exc.strerror.lower()}") from None
         shown = "-"  # Docker's comment for a local file sent as a stream
     with stream:
-        rec = _images().import_(_conn(), stream, shown, repository, list(changes), message,
+        rec = _engine().import_(_conn(), stream, shown, repository, list(changes), message,
                                 platform)
-    click.echo(rec.id)
+    echo(rec.id)
 
 
 # -- the `image` group -------------------------------------------------------------
-@click.group("image")
-def image():
-    """Manage images."""
+# name in the `image` group -> command of FAST
+IMAGE_GROUP = {"ls": "images", "list": "images", "inspect": "inspect", "prune": "prune",
+               "rm": "rmi", "remove": "rmi", "tag": "tag", "history": "history",
+               "save": "save", "load": "load", "import": "import"}
 
 
-image.add_command(images, "ls")
-image.add_command(images, "list")
-image.add_command(inspect, "inspect")
-image.add_command(prune, "prune")
-image.add_command(rmi, "rm")
-image.add_command(rmi, "remove")
-image.add_command(tag, "tag")
-image.add_command(history, "history")
-image.add_command(save, "save")
-image.add_command(load, "load")
-image.add_command(import_, "import")
+def _image_group():
+    import click
+
+    group = click.Group("image", help="Manage images.")
+    for alias, name in IMAGE_GROUP.items():
+        group.add_command(FAST[name].click(), alias)
+    return group
+
+
+def __getattr__(name: str):
+    """Click commands (`images`, `import_`, the `image` group), built on first use."""
+    if name == "image":
+        globals()["image"] = group = _image_group()
+        return group
+    return FAST.click(name.rstrip("_"))
