@@ -36,3 +36,31 @@ def test_runtime_names(monkeypatch, tmp_path):
         ocicli.binary("crun")
     with pytest.raises(InvalidArgument):
         ocicli.binary(str(tmp_path / "missing"))
+
+
+def test_ketch_runc_short_verbs_run_in_process_only_for_ketch_runc(monkeypatch):
+    monkeypatch.delenv("KETCH_OCI_RUNTIME", raising=False)
+    assert ocicli.in_process("") and ocicli.in_process("runc")
+    assert not ocicli.in_process("vm") and not ocicli.in_process("/usr/sbin/runc")
+    monkeypatch.setenv("KETCH_OCI_RUNTIME", "/usr/sbin/runc")
+    assert not ocicli.in_process("")
+
+
+@pytest.mark.parametrize("args", [("state", "nosuch"), ("start", "nosuch"),
+                                  ("kill", "nosuch", "TERM"), ("delete", "nosuch"),
+                                  ("delete", "--force", "nosuch"), ("pause", "nosuch"),
+                                  ("kill", "bad/id"), ("kill", "nosuch", "NOSIG")])
+def test_in_process_answers_like_the_command(monkeypatch, tmp_path, args):
+    """Same exit status and message as `ketch-runc --root R <args>` (no container needed)."""
+    monkeypatch.setenv("KETCH_RUNROOT", str(tmp_path))
+    monkeypatch.delenv("KETCH_OCI_RUNTIME", raising=False)
+    inproc = ocicli.run("", *args, check=False)
+    monkeypatch.setenv("KETCH_OCI_RUNTIME", ocicli.binary(""))   # absolute: the command line
+    assert not ocicli.in_process("")
+    cmd = ocicli.run("", *args, check=False)
+    assert (inproc.returncode, inproc.stdout) == (cmd.returncode, cmd.stdout)
+    assert inproc.stderr.decode().strip() == cmd.stderr.decode().strip()
+    if args == ("delete", "--force", "nosuch"):
+        assert inproc.returncode == 0
+    else:
+        assert inproc.returncode != 0 and inproc.stderr.startswith(b"ketch-runc: ")
