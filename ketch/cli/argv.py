@@ -17,6 +17,7 @@ from __future__ import annotations
 
 _TRUE = ("1", "t", "T", "true", "TRUE", "True")
 _FALSE = ("0", "f", "F", "false", "FALSE", "False")
+_YES, _NO = ("1", "true", "t", "yes", "y", "on"), ("0", "false", "f", "no", "n", "off")
 
 
 class UsageError(Exception):
@@ -59,6 +60,10 @@ class Option:
             except ValueError:
                 raise UsageError(f'invalid argument "{text}" for "{self.label()}" flag: '
                                  f'strconv.ParseInt: parsing "{text}": invalid syntax') from None
+        if self.type is bool and not self.is_flag:   # a value option: click's spellings too
+            low = text.lower()
+            if low in _YES or low in _NO:
+                return low in _YES
         if self.type is bool or self.is_flag:
             if text in _TRUE or text in _FALSE:
                 return text in _TRUE

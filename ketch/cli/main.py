@@ -11,7 +11,6 @@ for the others and for `--help` of a command.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
@@ -104,6 +103,8 @@ def _load(name: str):
     target = COMMANDS.get(name)
     if target is None:
         return None
+    import importlib
+
     module, _, attr = target.partition(":")
     try:
         mod = importlib.import_module(module)
@@ -158,7 +159,7 @@ def _fast(args: list[str]) -> int | None:
         if path not in FAST:
             return None
     module, _, name = FAST[path].partition(":")
-    cmd = importlib.import_module(module).FAST[name]
+    cmd = __import__(module, fromlist=["FAST"]).FAST[name]
     from ketch.cli import argv
     try:
         kwargs = argv.parse(cmd, args[i + path.count(" ") + 1:], path)

@@ -115,3 +115,12 @@ def test_a_declaration_builds_nothing_until_parsed():
 
     assert [o.dest for o in demo.options] == ["ex_tra"] and demo.usage() == "[OPTIONS] NAME"
     assert demo(**argv.parse(demo, ["-x1", "n", "-x2"])) == ("n", ("1", "2"))
+
+
+def test_a_bool_valued_option_takes_clicks_spellings():
+    hist = IMAGE["history"]
+    for word, want in (("false", False), ("no", False), ("0", False), ("True", True),
+                       ("on", True)):
+        assert argv.parse(hist, ["-H", word, "img"])["human"] is want
+    with pytest.raises(argv.UsageError, match='invalid argument "maybe" for "-H, --human"'):
+        argv.parse(hist, ["--human=maybe", "img"])

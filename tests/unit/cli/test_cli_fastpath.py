@@ -120,3 +120,13 @@ def test_engine_errors_keep_their_exit_codes(tmp_path):
     assert _result(rm) == (False, 1) and "nope" in rm.stderr
     flt = _ketch(tmp_path, "images", "--filter", "bogus=1")
     assert _result(flt) == (False, 125) and flt.stderr.startswith("ketch: ")
+
+
+@pytest.mark.parametrize("columns", ["200", "80", "61", "54", "30"])
+def test_top_level_help_is_clicks_text(columns, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", columns)
+    ours = main._top_help()
+    with pytest.raises(SystemExit):
+        main._build_cli().main(["--help"], prog_name="ketch")
+    theirs = capsys.readouterr().out
+    assert ours == theirs or (ours is None and int(columns) < 54)
