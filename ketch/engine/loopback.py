@@ -10,27 +10,23 @@ with it when it ends; this avoids loading a netlink library (pyroute2 costs
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import socket
 import struct
 import threading
 
+from ketch._sys import ns
 from ketch.errors import KetchError
 
-CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 
 def _up_in(ns_path: str, errors: list[BaseException]) -> None:
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
         fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err))
+            ns.setns(fd, ns.CLONE_NEWNET)
         finally:
             os.close(fd)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

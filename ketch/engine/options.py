@@ -8,12 +8,11 @@ key=value lists) so bad input fails before anything is created.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from ketch.engine.record import Factory, Record
 from ketch.errors import InvalidArgument
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -22,29 +21,27 @@ _DUR_SCALE = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, 
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 
 
-@dataclass
-class Mount:
+class Mount(Record):
     """One filesystem mount requested by -v, --mount or --tmpfs."""
 
     type: str            # bind | volume | tmpfs
     target: str
     source: str = ""     # host path (bind) or volume name (volume)
     readonly: bool = False
-    options: list[str] = field(default_factory=list)   # tmpfs size=, mode=; bind propagation
+    options: list[str] = Factory(list)   # tmpfs size=, mode=; bind propagation
 
 
-@dataclass
-class CreateOptions:
+class CreateOptions(Record):
     image: str = ""
-    command: list[str] = field(default_factory=list)
+    command: list[str] = Factory(list)
     entrypoint: list[str] | None = None
     name: str = ""
-    env: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    mounts: list[Mount] = field(default_factory=list)
+    env: list[str] = Factory(list)
+    labels: dict[str, str] = Factory(dict)
+    mounts: list[Mount] = Factory(list)
     workdir: str = ""
     user: str = ""
-    group_add: list[str] = field(default_factory=list)
+    group_add: list[str] = Factory(list)
     hostname: str = ""
     init: bool = False
     tty: bool = False
@@ -63,35 +60,34 @@ class CreateOptions:
     memory_swap: int = 0                # -1 = unlimited
     memory_reservation: int = 0
     pids_limit: int = 0
-    ulimits: dict[str, tuple[int, int]] = field(default_factory=dict)
+    ulimits: dict[str, tuple[int, int]] = Factory(dict)
     read_only: bool = False
     no_new_privileges: bool = False
     seccomp: str = ""                   # "" default, "unconfined", or a file path
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
+    cap_add: list[str] = Factory(list)
+    cap_drop: list[str] = Factory(list)
     privileged: bool = False
-    devices: list[str] = field(default_factory=list)
-    sysctls: dict[str, str] = field(default_factory=dict)
+    devices: list[str] = Factory(list)
+    sysctls: dict[str, str] = Factory(dict)
     shm_size: int = 64 << 20
     oom_score_adj: int = 0
     network: str = ""
     # Passed to networks.attach: ports, publish_all, exposed, dns, dns_search,
     # dns_options, extra_hosts, ip, mac, aliases (see ketch/engine/networks.py).
-    net_opts: dict = field(default_factory=dict)
+    net_opts: dict = Factory(dict)
     runtime: str = ""
     log_driver: str = "json-file"
-    log_opts: dict[str, str] = field(default_factory=dict)
+    log_opts: dict[str, str] = Factory(dict)
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.as_dict()
 
     @classmethod
     def from_json(cls, data: dict) -> CreateOptions:
         data = dict(data)
         data["mounts"] = [Mount(**m) for m in data.get("mounts", [])]
         data["ulimits"] = {k: tuple(v) for k, v in data.get("ulimits", {}).items()}
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in cls._fields})
 
 
 def parse_bytes(value: str, flag: str = "--memory") -> int:

@@ -1,24 +1,13 @@
 """Mounting a container's prepared rootfs on <bundle>/rootfs, and unmounting it.
 
 The image store describes the mounts (overlay on the image's chain, or a
-bind of a copied directory); runtime code performs them. When the runtime
-core's `ketch.runtime.mount` is present it is used; otherwise a minimal
-mount(2) through libc does the same for the two shapes the store returns.
+bind of a copied directory); the runtime's mount module performs them
+(ketch.runtime.mount: all or nothing, stacked mounts taken down too).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-
-from ketch.errors import KetchError
-
-MS_BIND, MS_REC, MNT_DETACH = 0x1000, 0x4000, 2
-
-
-def _libc():
-    # Not ctypes.util.find_library: it forks `ldconfig -p` (~20 ms) on every call.
-    return ctypes.CDLL("libc.so.6", use_errno=True)
 
 
 def is_mounted(target: str) -> bool:
@@ -28,29 +17,11 @@ def is_mounted(target: str) -> bool:
 
 
 def mount(mounts: list[dict], target: str) -> None:
+    from ketch.runtime import mount as rtmount
     os.makedirs(target, exist_ok=True)
     if is_mounted(target):
         return
-    try:
-        from ketch.runtime import mount as rtmount
-    except ImportError:
-        rtmount = None
-    if rtmount is not None and hasattr(rtmount, "mount_all"):
-        rtmount.mount_all(mounts, target)
-        return
-    libc = _libc()
-    for m in mounts:
-        opts = list(m.get("options") or [])
-        flags = 0
-        if m.get("type") == "bind" or "bind" in opts or "rbind" in opts:
-            flags = MS_BIND | (MS_REC if "rbind" in opts else 0)
-            opts = [o for o in opts if o not in ("bind", "rbind", "rw")]
-        data = ",".join(opts).encode() if opts else None
-        rc = libc.mount(str(m.get("source", "none")).encode(), target.encode(),
-                        str(m.get("type", "none")).encode(), flags, data)
-        if rc != 0:
-            err = ctypes.get_errno()
-            raise KetchError(f"mount rootfs on {target!r}: {os.strerror(err)}")
+    rtmount.mount_all(mounts, target)
 
 
 def volatile(mounts: list[dict]) -> list[dict]:
@@ -71,15 +42,5 @@ def volatile(mounts: list[dict]) -> list[dict]:
 
 
 def unmount(target: str) -> None:
-    try:
-        from ketch.runtime import mount as rtmount
-    except ImportError:
-        rtmount = None
-    if rtmount is not None and hasattr(rtmount, "unmount_all"):
-        rtmount.unmount_all(target)
-        return
-    libc = _libc()
-    while is_mounted(target):
-        if libc.umount2(os.path.realpath(target).encode(), MNT_DETACH) != 0:
-            err = ctypes.get_errno()
-            raise KetchError(f"unmount {target!r}: {os.strerror(err)}")
+    from ketch.runtime import mount as rtmount
+    rtmount.unmount_all(target)

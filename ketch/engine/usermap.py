@@ -8,17 +8,16 @@ host link cannot make ketch read or create anything outside it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
+from ketch.engine.record import Factory, Record
 from ketch.errors import InvalidArgument
 
 
-@dataclass
-class User:
+class User(Record):
     uid: int = 0
     gid: int = 0
     home: str = "/"
-    additional: list[int] = field(default_factory=list)
+    additional: list[int] = Factory(list)
 
     def spec(self) -> dict:
         out: dict = {"uid": self.uid, "gid": self.gid}
