@@ -152,6 +152,13 @@ def format_items(items: list[object], fmt: str | None, headers: Mapping[str, str
     return "".join(render(fmt, i).rstrip("\n") + "\n" for i in items)
 
 
+def fields_table(items: list[Mapping[str, object]], fields: list[str],
+                 headers: Mapping[str, str]) -> str:
+    """What format_items prints for `table {{.A}}\t{{.B}}...`, without the template engine:
+    the default tables of `ps` and `images` are most of their calls."""
+    return table(([_text(i.get(f)) for f in fields] for i in items), [headers[f] for f in fields])
+
+
 def _header(col: str, headers: Mapping[str, str]) -> str:
     fields = re.findall(r"{{\s*(?:\w+\s+)?\.(\w+)", col)
     if not fields:

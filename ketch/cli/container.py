@@ -8,7 +8,6 @@ __getattr__, so `ketch ps` builds none of their options.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 
@@ -140,8 +139,8 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
               "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
               "CreatedAt": "CREATED AT", "State": "STATE", "Size": "SIZE",
               "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS"}
-PS_DEFAULT = ("table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t"
-              "{{.Ports}}\t{{.Names}}")
+PS_FIELDS = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
+PS_DEFAULT = "table " + "\t".join("{{." + f + "}}" for f in PS_FIELDS)
 
 
 def _ps_filter(c, filters: list[str]) -> bool:
@@ -211,8 +210,10 @@ def _ps(all_, quiet, latest, last, size, no_trunc, filters, fmt):
     from ketch.engine import containers as store
     from ketch.engine import networks, views
     conn = _conn()
-    with contextlib.suppress(KetchError):   # a crash's network leftovers; cheap if none
+    try:   # a crash's network leftovers; cheap if none
         networks.reconcile_if_needed(conn)
+    except KetchError:
+        pass
     items = store.all_containers(conn)
     if latest:
         last = 1
@@ -238,6 +239,9 @@ def _ps(all_, quiet, latest, last, size, no_trunc, filters, fmt):
             row["Command"] = cmd if len(cmd) <= 20 else cmd[:19] + "…"
         row["Command"] = json.dumps(row["Command"], ensure_ascii=False)
         rows.append(row)
+    if fmt in (None, "", "table"):
+        echo(_format.fields_table(rows, PS_FIELDS + ["Size"] * size, PS_HEADERS), nl=False)
+        return
     default = PS_DEFAULT + ("\t{{.Size}}" if size else "")
     echo(_format.format_items(rows, fmt, PS_HEADERS, default), nl=False)
 

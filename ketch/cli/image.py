@@ -57,11 +57,9 @@ def _images(repository, show_all, quiet, digests, no_trunc, filters, fmt):
     items = [_image_item(r, no_trunc) for r in rows]
     default = IMAGES_DIGESTS if digests else IMAGES_DEFAULT
     if fmt in (None, "", "table"):
-        # The default table without the template engine: same columns, less work.
         cols = ["Repository", "Tag"] + (["Digest"] if digests else []) + [
             "ID", "CreatedSince", "Size"]
-        echo(_format.table(([i[c] for c in cols] for i in items),
-                                 [IMAGES_HEADERS[c] for c in cols]), nl=False)
+        echo(_format.fields_table(items, cols, IMAGES_HEADERS), nl=False)
         return
     echo(_format.format_items(items, fmt, IMAGES_HEADERS, default), nl=False)
 

@@ -130,3 +130,16 @@ def test_top_level_help_is_clicks_text(columns, monkeypatch, capsys):
         main._build_cli().main(["--help"], prog_name="ketch")
     theirs = capsys.readouterr().out
     assert ours == theirs or (ours is None and int(columns) < 54)
+
+
+def test_default_tables_skip_the_template_engine_but_print_the_same():
+    from ketch.cli import _format
+    from ketch.cli.container import PS_DEFAULT, PS_FIELDS, PS_HEADERS
+    rows = [{"ID": "abc", "Image": "busybox", "Command": '"sh -c …"', "RunningFor": "1 hour ago",
+             "Status": "Up 1 hour", "Ports": "", "Names": "web", "Size": "0B", "Flag": True},
+            {"ID": "def", "Image": "x", "Command": '""', "RunningFor": "2 days ago",
+             "Status": "Exited (0)", "Ports": "0.0.0.0:80->80/tcp", "Names": None}]
+    assert _format.fields_table(rows, PS_FIELDS, PS_HEADERS) == \
+        _format.format_items(rows, None, PS_HEADERS, PS_DEFAULT)
+    assert _format.fields_table(rows, PS_FIELDS + ["Size"], PS_HEADERS) == \
+        _format.format_items(rows, None, PS_HEADERS, PS_DEFAULT + "\t{{.Size}}")
