@@ -1,10 +1,15 @@
 """`ketch run --rm busybox true` against docker and podman (when installed), alternating.
 
     sudo .venv/bin/python bench/run_compare.py [--rounds 10] [--ps 100]
+        [--compare NAME=PATH ...] [--no-docker] [--no-podman]
 
 Each round runs every contender once, in turn, so load changes hit all of
 them alike; the medians are reported with docker's as the unit when docker
-is present. Also timed: `ketch ps -a` with --ps created containers, and
+is present. `--compare before=/tmp/base/ketch` adds a `--network none` row
+for another build of ketch (an executable taking ketch's command line, e.g.
+a shell script running an unpacked older tree with PYTHONPATH), in the same
+rounds; `ketch-runc-cli` is always there: KETCH_OCI_RUNTIME names
+ketch-runc's absolute path, so every runtime call is a command again. Also timed: `ketch ps -a` with --ps created containers, and
 `ketch --help`. Everything runs in a scratch KETCH_ROOT that is removed.
 """
 
@@ -70,10 +75,16 @@ def _busybox_tar(tmp: Path) -> Path:
     return tar
 
 
-def contenders(env: dict, docker, pod: list[str] | None) -> dict[str, tuple[list[str], dict]]:
+def contenders(env: dict, docker, pod: list[str] | None,
+               builds: dict[str, str]) -> dict[str, tuple[list[str], dict]]:
     """Everything with --network none (no firewall changes), plus the bridge rows."""
     none = ["run", "--rm", "--network", "none"]
     out = {"ketch run --rm --network none": ([KETCH, *none, "busybox", *CMD], env)}
+    runc_cli = str(Path(sys.executable).parent / "ketch-runc")
+    out["ketch (ketch-runc-cli) --network none"] = (
+        [KETCH, *none, "busybox", *CMD], {**env, "KETCH_OCI_RUNTIME": runc_cli})
+    for name, path in builds.items():
+        out[f"ketch [{name}] --network none"] = ([path, *none, "busybox", *CMD], env)
     if shutil.which("runc"):
         out["ketch (runc) run --rm --network none"] = (
             [KETCH, *none, "busybox", *CMD], {**env, "KETCH_OCI_RUNTIME": shutil.which("runc")})
@@ -98,7 +109,10 @@ def main() -> None:
     ap.add_argument("--ps", type=int, default=100)
     ap.add_argument("--no-docker", action="store_true", help="Skip the private dockerd.")
     ap.add_argument("--no-podman", action="store_true", help="Skip podman.")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=PATH",
+                    help="Also time another ketch build (an executable) with --network none.")
     args = ap.parse_args()
+    builds = dict(c.split("=", 1) for c in args.compare)
     tmp = Path(tempfile.mkdtemp(prefix="ketch-runbench-"))
     env = {**os.environ, "KETCH_ROOT": str(tmp / "root"), "KETCH_RUNROOT": str(tmp / "run"),
            "KETCH_CGROUP_PARENT": f"ketch/bench-{os.getpid()}"}
@@ -114,8 +128,9 @@ def main() -> None:
             if net_docker.available():
                 docker = stack.enter_context(net_docker.dockerd())
         pod = None if args.no_podman else podman(tmp)
-        runs = contenders(env, docker, pod)
+        runs = contenders(env, docker, pod, builds)
         times: dict[str, list[float]] = {k: [] for k in runs}
+        load0 = f"{os.getloadavg()[0]:.1f}"
         for name, (argv, e) in runs.items():   # warm-up (page cache, bytecode)
             timed(argv, e, name)
         for _ in range(args.rounds):
@@ -125,13 +140,15 @@ def main() -> None:
                     times[name].append(dt)
         key = "docker run --rm --network none"
         base = statistics.median(times[key]) if times.get(key) else None
-        print(f"start+exit+remove of `true`, {args.rounds} alternating rounds (median, min)")
+        print(f"start+exit+remove of `true`, {args.rounds} alternating rounds (median, min); "
+              f"{time.strftime('%Y-%m-%d %H:%M')}, load average {load0} -> "
+              f"{os.getloadavg()[0]:.1f}")
         for name, ts in times.items():
             if not ts:
-                print(f"  {name:<40} failed: {FAILURES.get(name, '?')}")
+                print(f"  {name:<44} failed: {FAILURES.get(name, '?')}")
                 continue
             rel = f"  {statistics.median(ts) / base:.2f}x docker" if base else ""
-            print(f"  {name:<40} {statistics.median(ts) * 1000:7.0f} ms "
+            print(f"  {name:<44} {statistics.median(ts) * 1000:7.0f} ms "
                   f"{min(ts) * 1000:7.0f} ms{rel}")
         for _ in range(args.ps):
             subprocess.run([KETCH, "create", "--network", "none", "busybox", *CMD], env=env,

@@ -82,8 +82,13 @@ def conmon_binary() -> str:
 
 
 def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: bool,
-           log_path: str | None, log_max: int = 0) -> tuple[int, int]:
-    """Start conmon, which creates the container; return (container pid, conmon pid)."""
+           log_path: str | None, log_max: int = 0, meanwhile=None) -> tuple[int, int]:
+    """Start conmon, which creates the container; return (container pid, conmon pid).
+
+    `meanwhile()` runs while conmon and the runtime's `create` work (tens of
+    milliseconds, mostly on the other core): the caller's chance to load
+    what it needs next.
+    """
     sdir = state_dir(cid)
     for d in (sdir / "persist", exit_file(cid).parent, socket_dir()):
         d.mkdir(parents=True, exist_ok=True)
@@ -119,6 +124,8 @@ def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: 
                                 stderr=subprocess.PIPE, start_new_session=True)
         os.close(w)
         w = -1
+        if meanwhile is not None:
+            meanwhile()
         msg = _read_sync(r, proc)
     finally:
         os.close(r)

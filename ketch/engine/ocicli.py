@@ -79,6 +79,15 @@ def run(runtime: str, *args: str, check: bool = True, timeout: float = 60,
 LIBRARY_VERBS = ("start", "state", "kill", "delete", "pause", "resume")
 
 
+def preload(runtime: str) -> None:
+    """Import the runtime library that start/delete will use (while conmon creates)."""
+    if in_process(runtime):
+        import ketch.runtime.cgroups  # noqa: F401
+        import ketch.runtime.cli  # noqa: F401
+        import ketch.runtime.commands  # noqa: F401
+        import ketch.runtime.container  # noqa: F401
+
+
 def _library_call(args: list[str]) -> subprocess.CompletedProcess | None:
     """ketch-runc's verb `args[0]` through ketch.runtime, as `ketch-runc --root R ...` would.
 
