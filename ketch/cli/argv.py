@@ -113,10 +113,10 @@ class Command:
     def usage(self) -> str:
         return " ".join(["[OPTIONS]"] + [a.usage() for a in self.arguments])
 
-    def click(self, cls=None):
+    def click(self):
         """The same command as a click.Command (for --help and click groups)."""
         if self._click is None:
-            self._click = _to_click(self, cls)
+            self._click = _to_click(self)
         return self._click
 
 
@@ -273,10 +273,11 @@ def _assign(cmd: Command, words: list[str], path: str) -> dict:
     return out
 
 
-def _to_click(cmd: Command, cls=None):
+def _to_click(cmd: Command):
     import click
 
-    if cls is None and cmd.docker_exit:
+    cls = click.Command
+    if cmd.docker_exit:
         from ketch.cli._exit import DockerCommand as cls
     params = []
     for p in cmd.params:
@@ -289,5 +290,5 @@ def _to_click(cmd: Command, cls=None):
                                    default=None if p.multiple else p.default,
                                    metavar=p.metavar, **kw))
     settings = {"ignore_unknown_options": False, "allow_interspersed_args": cmd.interspersed}
-    return (cls or click.Command)(cmd.name, callback=cmd.fn, params=params, help=cmd.help,
-                                  context_settings=settings)
+    return cls(cmd.name, callback=cmd.fn, params=params, help=cmd.help,
+               context_settings=settings)

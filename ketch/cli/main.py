@@ -228,8 +228,10 @@ def _click_main(argv: list[str] | None, debug: bool):
         sys.exit(130)
     except click.exceptions.NoSuchOption as exc:
         # Docker's wording, as the FAST commands print it.
-        path = exc.ctx.command_path if exc.ctx else "ketch"
-        click.echo(f"unknown flag: {exc.option_name}\nSee '{path} --help'.", err=True)
+        path, name = exc.ctx.command_path if exc.ctx else "ketch", exc.option_name
+        what = f"flag: {name}" if name.startswith("--") else \
+            f"shorthand flag: '{name[1:]}' in {name}"
+        click.echo(f"unknown {what}\nSee '{path} --help'.", err=True)
         sys.exit(125)
     except click.ClickException as exc:
         # Usage errors: Docker exits 125 for these.
