@@ -1,9 +1,11 @@
 """`ketch start`, `stop`, `restart`, `kill`, `rm`, `ps`, `wait`, `inspect`.
 
-A thin layer: argv -> engine -> a report rendered like Docker's. `run` and
-`create` (sixty flags: cli/container_run.py) and the other container commands
-(cli/container_more.py, cli/container_fs.py) are loaded through this module's
-__getattr__, so `ketch ps` builds none of their options.
+A thin layer: argv -> engine -> a report rendered like Docker's. The
+commands are declared with cli/argv.py, so `ketch ps` and the others here run
+without importing click. `run` and `create` (sixty flags: cli/container_run.py)
+and the other container commands (cli/container_more.py, cli/container_fs.py)
+are loaded through this module's __getattr__, so `ketch ps` builds none of
+their options.
 """
 
 from __future__ import annotations

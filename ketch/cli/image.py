@@ -1,5 +1,9 @@
 """Image commands: images, image ls/inspect/prune/rm/tag/history/save/load/import,
-tag, rmi, history, save, load, import, bootstrap. argv -> engine.images -> output."""
+tag, rmi, history, save, load, import, bootstrap. argv -> engine.images -> output.
+
+Declared with cli/argv.py, so they run without importing click; the `image`
+group and the click form of each command are built only for `--help`.
+"""
 
 from __future__ import annotations
 
