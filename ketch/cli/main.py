@@ -78,7 +78,6 @@ COMMANDS: dict[str, str] = {
 # argv words -> "module:name" in that module's argv.Commands registry (FAST).
 FAST: dict[str, str] = {
     "ps": "ketch.cli.container:ps", "container ls": "ketch.cli.container:ps",
-    "container list": "ketch.cli.container:ps",
     **{n: f"ketch.cli.container:{n}" for n in
        ("start", "stop", "restart", "kill", "rm", "wait", "inspect")},
     "run": "ketch.cli.container_run:run", "create": "ketch.cli.container_run:create",

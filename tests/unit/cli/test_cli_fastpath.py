@@ -54,11 +54,20 @@ def test_click_form_parses_the_same_argv_to_the_same_values(cmd):
             == ours
 
 
-def test_every_fast_route_names_a_declared_command():
+def test_every_fast_route_names_a_declared_command_that_click_also_has():
+    import click
+
+    cli = main._build_cli()
     for path, target in main.FAST.items():
         module, _, name = target.partition(":")
         cmd = importlib.import_module(module).FAST[name]
         assert path.split()[-1] in (name, "ls", "list", "rm", "remove"), (path, cmd.name)
+        # `--help` falls back to click: the same words must name a command there.
+        ctx = click.Context(cli)
+        found = cli
+        for word in path.split():
+            found = found.get_command(ctx, word)
+            assert found is not None, path
 
 
 def _ketch(tmp_path, *args: str) -> subprocess.CompletedProcess:
