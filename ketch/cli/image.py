@@ -2,7 +2,8 @@
 tag, rmi, history, save, load, import, bootstrap. argv -> engine.images -> output.
 
 Declared with cli/argv.py, so they run without importing click; the `image`
-group and the click form of each command are built only for `--help`.
+group and the click form of each command are built only when click runs
+(`--help`, and `image prune`, whose prompt is click's).
 """
 
 from __future__ import annotations
