@@ -327,7 +327,7 @@ def write(bundle: str, config: dict) -> None:
     """config.json atomically (temp file, then rename)."""
     tmp = os.path.join(bundle, "config.json.tmp")
     with open(tmp, "w") as f:
-        json.dump(config, f)
+        f.write(json.dumps(config))   # dumps: the C encoder (json.dump iterates in Python)
     os.replace(tmp, os.path.join(bundle, "config.json"))
 
 
