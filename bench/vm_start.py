@@ -3,7 +3,8 @@
     .venv/bin/python bench/vm_start.py [-n 10] [--network]
 
 Per round, alternating: the time from spawning `ketch-runv run` to the first
-byte the guest's `echo` writes on stdout ("first output"), QEMU's CPU time
+byte the guest's `echo` writes on stdout ("first output"), restored from the
+shape's snapshot and (KETCH_VM_SNAPSHOT=0) booted cold, QEMU's CPU time
 (user+sys) at that moment, the guest's own marks (seconds since its kernel
 started: init running, modules loaded, agent ready; from the READY frame), the
 wall time of a whole `ketch-runv run` of `true` (boot, run, teardown), the
@@ -62,26 +63,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def first_output(runv: list[str], bundle: Path, cid: str, res: dict | None = None) -> float:
+def first_output(runv: list[str], bundle: Path, cid: str, res: dict | None = None,
+                 cold: bool = False) -> float:
     boot0 = time.clock_gettime(time.CLOCK_BOOTTIME)
     t0 = time.perf_counter()
+    env = {**os.environ, "KETCH_VM_SNAPSHOT": "0"} if cold else None
     proc = subprocess.Popen([*runv, "run", "--bundle", str(bundle), cid],
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
     proc.stdout.read(1)
     elapsed = time.perf_counter() - t0
     if res is not None:
+        how = "cold boot" if cold else "restored"
         state = Path(runv[-1]) / cid
         pid = int((state / "qemu.pid").read_text())
-        res["QEMU CPU seconds to that output"].append(cpu_seconds(pid))
+        res[f"{how}: QEMU CPU seconds to that output"].append(cpu_seconds(pid))
         with open(f"/proc/{pid}/stat") as f:     # field 22: start time, ticks since boot
             started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
-        res["host: spawn to QEMU started (10 ms ticks)"].append(max(0.0, started - boot0))
+        res[f"{how}: spawn to QEMU started (10 ms ticks)"].append(max(0.0, started - boot0))
         marks_file = state / "boot.times"    # absent from builds before the marks existed
         marks = dict(kv.split("=") for kv in marks_file.read_text().split()) if marks_file.exists() else {}
-        for key, name in (("init", "guest: init starts"), ("modules", "guest: modules loaded"),
-                          ("ready", "guest: agent ready")):
-            if key in marks:
-                res[name].append(float(marks[key]))
+        if cold:
+            for key, name in (("init", "cold boot, guest: init starts"),
+                              ("modules", "cold boot, guest: modules loaded"),
+                              ("ready", "cold boot, guest: agent ready")):
+                if key in marks:
+                    res[name].append(float(marks[key]))
+        elif "config" in marks:   # guest time from receiving its config to READY
+            res["restored, guest: config to ready"].append(
+                float(marks["ready"]) - float(marks["config"]))
     proc.stdout.read()
     proc.wait()
     return elapsed
@@ -126,10 +135,10 @@ def baseline(initrd: Path) -> tuple[float, float]:
     return elapsed, cpu
 
 
-def wall(cmd: list[str]) -> float | None:
+def wall(cmd: list[str], env: dict | None = None) -> float | None:
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
+                          stderr=subprocess.PIPE, env={**os.environ, **env} if env else None)
     if proc.returncode != 0:
         print(f"{cmd[0]} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}",
               file=sys.stderr)
@@ -147,12 +156,17 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--network", action="store_true", help="with QEMU user networking")
     args = ap.parse_args()
-    results: dict[str, list[float]] = {
-        "ketch-runv: first output of echo": [], "host: spawn to QEMU started (10 ms ticks)": [],
-        "QEMU CPU seconds to that output": [],
-        "guest: init starts": [], "guest: modules loaded": [], "guest: agent ready": [],
-        "baseline (bare QEMU, busybox initramfs): first output": [],
-        "baseline: QEMU CPU seconds": [], "ketch-runv run true": []}
+    results: dict[str, list[float]] = {}
+    for how in ("restored", "cold boot"):
+        results[f"ketch-runv, {how}: first output of echo"] = []
+        results[f"{how}: spawn to QEMU started (10 ms ticks)"] = []
+        results[f"{how}: QEMU CPU seconds to that output"] = []
+    for name in ("restored, guest: config to ready", "cold boot, guest: init starts",
+                 "cold boot, guest: modules loaded", "cold boot, guest: agent ready",
+                 "baseline (bare QEMU, busybox initramfs): first output",
+                 "baseline: QEMU CPU seconds", "ketch-runv run true (restored)",
+                 "ketch-runv run true (cold boot)"):
+        results[name] = []
     runc_bin = BIN / "ketch-runc"
     with tempfile.TemporaryDirectory(prefix="ketch-bench-vm-") as tmp:
         top = Path(tmp)
@@ -160,16 +174,22 @@ def main() -> None:
         true = make_bundle(top, ["true"], args.network)
         runv = [str(BIN / "ketch-runv"), "--root", str(top / "runv")]
         base_initrd = baseline_initrd(top)
-        first_output(runv, echo, "warm")       # builds the erofs image and initramfs once
+        first_output(runv, echo, "warm")       # builds the erofs image, initramfs, snapshot once
         if runc_bin.exists():
             results["ketch-runc run true"] = []
         load0 = os.getloadavg()[0]
         for i in range(args.n):
-            results["ketch-runv: first output of echo"].append(first_output(runv, echo, f"e{i}", results))
+            results["ketch-runv, restored: first output of echo"].append(
+                first_output(runv, echo, f"e{i}", results))
+            results["ketch-runv, cold boot: first output of echo"].append(
+                first_output(runv, echo, f"c{i}", results, cold=True))
             wall_s, cpu_s = baseline(base_initrd)
             results["baseline (bare QEMU, busybox initramfs): first output"].append(wall_s)
             results["baseline: QEMU CPU seconds"].append(cpu_s)
-            results["ketch-runv run true"].append(wall([*runv, "run", "--bundle", str(true), f"t{i}"]))
+            results["ketch-runv run true (restored)"].append(
+                wall([*runv, "run", "--bundle", str(true), f"t{i}"]))
+            results["ketch-runv run true (cold boot)"].append(
+                wall([*runv, "run", "--bundle", str(true), f"u{i}"], {"KETCH_VM_SNAPSHOT": "0"}))
             if runc_bin.exists():
                 results["ketch-runc run true"].append(
                     wall([str(runc_bin), "--root", str(top / "runc"), "run", "--bundle",
@@ -182,9 +202,10 @@ def main() -> None:
     for name, runs in results.items():
         if runs:
             print(summary(name, runs))
-    ours, bare = results["QEMU CPU seconds to that output"], results["baseline: QEMU CPU seconds"]
-    print(f"QEMU CPU to first output, ketch-runv / baseline (medians): "
-          f"{statistics.median(ours) / statistics.median(bare):.2f}")
+    bare = statistics.median(results["baseline: QEMU CPU seconds"])
+    for how in ("restored", "cold boot"):
+        ours = statistics.median(results[f"{how}: QEMU CPU seconds to that output"])
+        print(f"QEMU CPU to first output, ketch-runv {how} / baseline (medians): {ours / bare:.2f}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
     kernel.py      the guest kernel: apt-get download, vmlinux from the bzImage, modules
     initramfs.py   base initramfs (cached) + per-run archive; cpio.py writes newc
     rootfs.py      erofs image of a rootfs, cached per image
+    snapshot.py    boot once per machine shape, restore per run (TCG)
     qemu.py        the microvm command line; accel.py picks KVM or TCG
     fullvm.py      full VMs (disk from an image, own init); disk.py reads VM disks
 
@@ -20,5 +21,6 @@ Annotations an engine sets on the bundle (details in spec.py):
 Environment: KETCH_VM_CACHE (kernel, initramfs, erofs cache), KETCH_VM_KERNEL /
 KETCH_VM_MODULES (own kernel), KETCH_VM_ACCEL=kvm|tcg, KETCH_VM_BOOT_DEADLINE,
 KETCH_RUNV_ROOT (state root when --root is not given), KETCH_VM_BALLOON=0,
-KETCH_VM_TCG_TB_SIZE (MiB of TCG translation buffer).
+KETCH_VM_TCG_TB_SIZE (MiB of TCG translation buffer), KETCH_VM_SNAPSHOT=0 (always
+boot, never restore a snapshot).
 """

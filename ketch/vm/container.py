@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from ketch.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
-from ketch.vm import accel, initramfs, qemu, rootfs, spec
+from ketch.vm import accel, initramfs, qemu, rootfs, snapshot, spec
 from ketch.vm import kernel as kernel_mod
 
 BOOT_DEADLINE = {"kvm": 10.0, "tcg": 60.0}   # seconds; KETCH_VM_BOOT_DEADLINE overrides
@@ -77,9 +77,9 @@ def _guest_config(kernel: kernel_mod.Kernel, plan: spec.Plan) -> tuple[list[str]
         lines.append(f"hostname {plan.hostname}")
     for i, (_src, dest, ro) in enumerate(plan.shares):
         lines.append(f"volume ketchfs{i} {dest} {'ro' if ro else 'rw'}")
-    files = []
+    files = []    # (name under /ketch in the guest, host file)
     for i, (src, dest) in enumerate(plan.files):
-        files.append((f"ketch/files/{i}", src.read_bytes()))
+        files.append((f"files/{i}", src))
         lines.append(f"file /ketch/files/{i} {dest}")
     lines += [f"tmpfs {dest}" for dest in plan.tmpfs]
     return lines, files
@@ -122,8 +122,16 @@ def _prepare(d: Path, kernel, plan: spec.Plan) -> dict:
     accel_name = accel.choose(kernel)
     image = rootfs.image_for(plan.rootfs, plan.annotations)
     lines, files = _guest_config(kernel, plan)
-    initrd = initramfs.write_run_initrd(kernel, lines, d / "initrd", files)
+    shape = {"accel": accel_name, "cpus": plan.cpus, "memory_mib": plan.memory_mib,
+             "net": plan.hostfwd is not None, "balloon": _balloon(), "shares": bool(plan.shares)}
+    snap = snapshot.prepare(kernel, shape, lines, image, [(n, str(src)) for n, src in files])
+    if snap is not None:
+        initrd = Path(snap["initrd"])    # shared by the shape; the config goes over the port
+    else:
+        initrd = initramfs.write_run_initrd(
+            kernel, lines, d / "initrd", [(f"ketch/{n}", src.read_bytes()) for n, src in files])
     launch = {"vmlinux": str(kernel.vmlinux), "initrd": str(initrd), "accel": accel_name,
+              "snapshot": snap,
               "cpus": plan.cpus, "memory_mib": plan.memory_mib, "root_image": str(image),
               "shares": [(str(s), dest, ro) for s, dest, ro in plan.shares],
               "hostfwd": plan.hostfwd, "netns": plan.netns, "balloon": _balloon(),

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 HEADER = struct.Struct("<BBHI")
 
 # host -> guest
-EXEC, STDIN, SIGNAL, RESIZE, POWEROFF = 1, 2, 3, 4, 5
+EXEC, STDIN, SIGNAL, RESIZE, POWEROFF, FILE, CONFIG = 1, 2, 3, 4, 5, 6, 7
 # guest -> host
-READY, STARTED, STDOUT, STDERR, EXIT, FATAL = 10, 11, 12, 13, 14, 15
+READY, STARTED, STDOUT, STDERR, EXIT, FATAL, TEMPLATE = 10, 11, 12, 13, 14, 15, 16
 
 MAX_PAYLOAD = 16 << 20
 

@@ -72,6 +72,7 @@ class VmConfig:
     qmp_socket: Path | None = None
     balloon: bool = True
     extra_args: str = ""
+    incoming_fd: int | None = None   # restore the snapshot (snapshot.py) read from this fd
 
 
 def argv(cfg: VmConfig) -> list[str]:
@@ -119,6 +120,10 @@ def argv(cfg: VmConfig) -> list[str]:
         args += ["-device", "virtio-balloon-device,free-page-reporting=on"]
     if cfg.qmp_socket is not None:
         args += ["-qmp", f"unix:{cfg.qmp_socket},server=on,wait=off"]
+    if cfg.incoming_fd is not None:
+        # The saved state replaces the freshly built machine's; the VM runs as
+        # soon as it is loaded (it was saved running).
+        args += ["-incoming", f"fd:{cfg.incoming_fd}"]
     return args
 
 

@@ -8,6 +8,10 @@ Cache key: the bundle annotation `ketch.vm.image-id` when the engine sets it
 (it promises the rootfs is that image, unchanged), else a hash of the rootfs
 tree's metadata (names, modes, owners, sizes, mtimes, link targets), which
 changes whenever a file does without reading every byte.
+
+Every image is padded, sparse, to DISK_BYTES: one disk capacity for all
+images, so a guest restored from a snapshot (snapshot.py) that probed the disk
+as another image still sees the right size. The padding costs no blocks.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ IMAGE_ID_ANNOTATION = "ketch.vm.image-id"
 #: Cached images kept, least recently used removed first (a running VM keeps
 #: its open image even if the file is removed).
 CACHE_ENTRIES = 32
+#: The disk size every image is padded to; a larger image keeps its own size
+#: (and boots cold, without a snapshot).
+DISK_BYTES = 16 << 30
 
 
 def tree_key(root: Path) -> str:
@@ -56,6 +63,7 @@ def image_for(rootfs: Path, annotations: dict[str, str] | None = None) -> Path:
     out = cache_dir() / "rootfs" / f"{key}.erofs"
     if out.exists():
         os.utime(out)   # recently used
+        _pad(out)       # images cached before the padding existed
         return out
     mkfs = shutil.which("mkfs.erofs")
     if mkfs is None:
@@ -68,9 +76,17 @@ def image_for(rootfs: Path, annotations: dict[str, str] | None = None) -> Path:
         tmp.unlink(missing_ok=True)
         last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
         raise FailedPrecondition(f"mkfs.erofs {rootfs}: {last}")
+    _pad(tmp)
     os.replace(tmp, out)
     _prune(out.parent, keep=out)
     return out
+
+
+def _pad(image: Path) -> None:
+    """Extend to DISK_BYTES with a hole: erofs ignores what follows its blocks.
+    Idempotent, and harmless to a VM that has the image open."""
+    if image.stat().st_size < DISK_BYTES:
+        os.truncate(image, DISK_BYTES)
 
 
 def _prune(directory: Path, keep: Path) -> None:

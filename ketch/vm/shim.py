@@ -62,6 +62,54 @@ class Shim:
         shares = []
         for i, (host_dir, _dest, _ro) in enumerate(self.launch["shares"]):
             shares.append((f"ketchfs{i}", self._virtiofsd(i, host_dir)))
+        snap = self.launch.get("snapshot")
+        deadline = time.monotonic() + self.launch["deadline"]
+        got = None
+        if snap and os.path.exists(snap["state"]):
+            got = self._restore(snap, shares, deadline)
+        if got is None:
+            self._start_qemu(shares)
+            got = self._boot_frame(deadline)
+        if got is not None and got[0] == proto.TEMPLATE:
+            # A template boot (no snapshot of this shape yet): save it, once.
+            t0 = time.monotonic()
+            try:
+                from ketch.vm import snapshot
+                snapshot.save(self.dir / "qmp.sock", Path(snap["state"]))
+            except (KetchError, OSError) as exc:
+                # The run goes on without it; the next run of the shape tries again.
+                (self.dir / "snapshot.err").write_text(str(exc))
+            deadline += time.monotonic() - t0
+            got = self._configure(snap, deadline)
+        self._booted(got)
+
+    def _restore(self, snap: dict, shares, deadline: float):
+        """Start QEMU from the shape's snapshot and send this run's config. None
+        when QEMU could not load it: the snapshot is dropped, the caller boots."""
+        try:
+            fd = os.open(snap["state"], os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None    # pruned meanwhile
+        try:
+            self._start_qemu(shares, fd)
+        finally:
+            os.close(fd)
+        got = self._configure(snap, deadline)
+        if got is None:
+            Path(snap["state"]).unlink(missing_ok=True)
+            self.qemu.wait()
+            self.sock.close()
+        return got
+
+    def _configure(self, snap: dict, deadline: float):
+        from ketch.vm import snapshot
+        try:
+            self.send(snapshot.config_frames(snap))
+        except OSError:
+            pass   # QEMU is gone: the read below says so
+        return self._boot_frame(deadline)
+
+    def _start_qemu(self, shares, incoming_fd: int | None = None) -> None:
         host, guest = socket.socketpair()
         cfg = qemu.VmConfig(
             vmlinux=Path(self.launch["vmlinux"]), initrd=Path(self.launch["initrd"]),
@@ -69,31 +117,44 @@ class Shim:
             accel=self.launch["accel"], cpus=self.launch["cpus"],
             memory_mib=self.launch["memory_mib"], root_image=Path(self.launch["root_image"]),
             shares=shares, hostfwd=self.launch["hostfwd"], qmp_socket=self.dir / "qmp.sock",
-            balloon=self.launch.get("balloon", True))
+            balloon=self.launch.get("balloon", True), incoming_fd=incoming_fd)
+        fds = [guest.fileno()] + ([incoming_fd] if incoming_fd is not None else [])
         with open(self.dir / "qemu.log", "wb") as log:
-            self.qemu = subprocess.Popen(qemu.argv(cfg), pass_fds=[guest.fileno()],
+            self.qemu = subprocess.Popen(qemu.argv(cfg), pass_fds=fds,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         guest.close()
         (self.dir / "qemu.pid").write_text(str(self.qemu.pid))
         self._place_in_cgroup()
         self.sock = host
         self.reader = proto.FrameReader(host)
-        host.settimeout(self.launch["deadline"])
+
+    def _boot_frame(self, deadline: float):
+        """The guest's next frame (None: QEMU exited), or a boot error at the deadline."""
+        self.sock.settimeout(max(0.001, deadline - time.monotonic()))
         try:
-            got = self.reader.read()
+            return self.reader.read()
         except TimeoutError:
             raise FailedPrecondition(self._boot_error(
                 f"guest did not boot within {self.launch['deadline']:g}s")) from None
-        host.settimeout(None)
+        except ConnectionResetError:
+            return None     # QEMU died with our config unread
+        finally:
+            self.sock.settimeout(None)
+
+    def _booted(self, got) -> None:
         if got is None:
             raise FailedPrecondition(self._boot_error("QEMU exited during boot"))
         if got[0] == proto.FATAL:
             raise FailedPrecondition(self._boot_error(f"guest init: {got[2].decode(errors='replace')}"))
-        # The guest's own boot marks (init=, modules=, ready=: seconds since its
-        # kernel started), for bench/vm_start.py: load-independent, unlike wall time.
+        if got[0] != proto.READY:
+            raise FailedPrecondition(self._boot_error(f"unexpected agent frame {got[0]}"))
+        # The guest's own boot marks (init=, modules=, ready=, config= when its
+        # config came over the port: seconds since its kernel started), for
+        # bench/vm_start.py: load-independent, unlike wall time.
         (self.dir / "boot.times").write_bytes(got[2])
-        # QEMU has read the initrd into guest memory; the per-run copy can go.
-        Path(self.launch["initrd"]).unlink(missing_ok=True)
+        if not self.launch.get("snapshot"):
+            # QEMU has read the per-run initrd into guest memory; the copy can go.
+            Path(self.launch["initrd"]).unlink(missing_ok=True)
         # Listen before reporting "ok": `start` connects right after.
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(self.dir / "shim.sock"))
@@ -103,13 +164,15 @@ class Shim:
         """The container's cgroup holds the VM's processes (see spec.py for why no limits)."""
         from ketch.runtime.cgroups import manager_for
 
-        mgr = manager_for(self.launch.get("cgroups_path") or None, self.launch["id"])
-        # The device cgroup starts at deny-all: allow what QEMU may open (kvm, tun, vhost).
-        mgr.create(devices=[{"type": "c", "major": 10, "minor": m} for m in (200, 232, 238, 241)])
-        self.cgroup = mgr
-        (self.dir / "cgroup.json").write_text(json.dumps(mgr.to_state()))
+        if self.cgroup is None:
+            mgr = manager_for(self.launch.get("cgroups_path") or None, self.launch["id"])
+            # The device cgroup starts at deny-all: allow what QEMU may open (kvm, tun, vhost).
+            mgr.create(devices=[{"type": "c", "major": 10, "minor": m} for m in (200, 232, 238, 241)])
+            self.cgroup = mgr
+            (self.dir / "cgroup.json").write_text(json.dumps(mgr.to_state()))
         for proc in [self.qemu, *self.helpers]:
-            mgr.add(proc.pid)
+            if proc.poll() is None:
+                self.cgroup.add(proc.pid)
 
     def _virtiofsd(self, index: int, host_dir: str) -> str:
         path = self.dir / f"fs{index}.sock"

@@ -303,18 +303,27 @@ static void handle(struct frame_hdr *h, char *payload)
 	}
 }
 
-/* Returns -1 when the host end is gone (a port reads EOF while disconnected). */
+/* One frame from the port: its malloc'd, NUL-terminated payload, or NULL when
+ * the host end is gone (a port reads EOF while disconnected). */
+char *read_frame(struct frame_hdr *h)
+{
+	if (read_full(port_fd, h, sizeof *h) < 0)
+		return NULL;
+	char *payload = malloc(h->length + 1);
+	if (!payload || read_full(port_fd, payload, h->length) < 0) {
+		free(payload);
+		return NULL;
+	}
+	payload[h->length] = 0;
+	return payload;
+}
+
 static int read_port(void)
 {
 	struct frame_hdr h;
-	if (read_full(port_fd, &h, sizeof h) < 0)
+	char *payload = read_frame(&h);
+	if (!payload)
 		return -1;
-	char *payload = malloc(h.length + 1);
-	if (!payload || read_full(port_fd, payload, h.length) < 0) {
-		free(payload);
-		return -1;
-	}
-	payload[h.length] = 0;
 	handle(&h, payload);
 	free(payload);
 	return 0;

@@ -19,6 +19,8 @@ enum {
 	F_SIGNAL = 3,	/* u32 signal number */
 	F_RESIZE = 4,	/* u16 rows, u16 cols */
 	F_POWEROFF = 5,
+	F_FILE = 6,	/* restored template: "name\0data", written to /ketch/name */
+	F_CONFIG = 7,	/* restored template: the run's /ketch/config; boot goes on */
 	/* guest -> host */
 	F_READY = 10,	/* boot done, root mounted, waiting for EXEC */
 	F_STARTED = 11,	/* u32 guest pid */
@@ -26,6 +28,7 @@ enum {
 	F_STDERR = 13,
 	F_EXIT = 14,	/* i32: exit code, or 128 + signal */
 	F_FATAL = 15,	/* boot failed: message; the guest powers off */
+	F_TEMPLATE = 16,	/* template: modules loaded, port open; snapshot me now */
 };
 
 struct frame_hdr {
@@ -43,6 +46,7 @@ void boot(void);
 
 /* agent.c */
 void send_frame(int type, int session, const void *data, size_t len);
+char *read_frame(struct frame_hdr *h);
 void agent_loop(void);
 
 #endif
