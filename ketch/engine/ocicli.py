@@ -64,6 +64,8 @@ def run(runtime: str, *args: str, check: bool = True, timeout: float = 60,
     """
     proc = None
     if args and args[0] in LIBRARY_VERBS and input is None and in_process(runtime):
+        # No timeout needed there: these verbs do not wait, except `start`, until
+        # the created init (alive, or start fails at once) takes its release byte.
         proc = _library_call(list(args))
     if proc is None:
         argv = [*base_args(runtime), *args]
