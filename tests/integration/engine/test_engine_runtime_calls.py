@@ -74,3 +74,21 @@ def test_lifecycle_is_the_same_in_process_and_through_the_command(ketch, busybox
     ketch("rm", "-f", "live")
     assert ketch("ps", "-aq").stdout.strip() == ""
     assert not os.path.isdir(root) or os.listdir(root) == []
+
+
+def test_a_foreground_run_starts_one_runtime_process_and_no_cleanup_interpreter(ketch,
+                                                                                busybox):
+    """`run --rm`: ketch-runc runs once (create, under conmon); start and delete run
+    in-process, and conmon's exit command (sh + flock) finds the CLI cleaning up."""
+    need_tool("strace")
+    trace = ketch.env["KETCH_ROOT"] + "/run.trace"
+    proc = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", trace, ketch.bin,
+                           "run", "--rm", "--network", "none", busybox, "sh", "-c", "exit 5"],
+                          env=ketch.env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 5, proc.stderr
+    with open(trace) as f:
+        execs = [ln.split('execve("', 1)[1].split('"', 1)[0] for ln in f
+                 if 'execve("' in ln and ") = 0" in ln]
+    assert [p for p in execs if p.endswith("/ketch-runc")] == [command("ketch-runc")]
+    assert [p for p in execs if p.endswith("/ketch")] == [ketch.bin]   # the CLI only
+    assert any(p.endswith("/flock") for p in execs)   # the exit command did run
