@@ -1,4 +1,5 @@
-/* ketch guest agent: shared declarations of init.c (boot) and agent.c (protocol).
+/* ketch guest agent: shared declarations of init.c (boot), restore.c (after a
+ * snapshot restore) and agent.c (protocol).
  *
  * Wire format on the virtio-serial port "ketch.0", both directions, little endian:
  *   u8 type | u8 zero | u16 session | u32 length | length bytes of payload
@@ -43,6 +44,12 @@ extern int port_fd;
 void fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void stop_vm(void) __attribute__((noreturn));
 void boot(void);
+
+/* restore.c */
+void await_config(const char *marks);
+void set_clock(const char *value);
+void add_entropy(const char *hex);
+void flush_disk(const char *dev);
 
 /* agent.c */
 void send_frame(int type, int session, const void *data, size_t len);

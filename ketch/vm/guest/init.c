@@ -11,7 +11,7 @@
  *   net                    bring up eth0 for QEMU user networking (10.0.2.15/24)
  *   probe                  report READY as soon as the port is open, then power off
  *   template               send TEMPLATE once the port is open, then wait for the
- *                          run's files and config over the port (see await_config)
+ *                          run's files and config over the port (restore.c)
  *   clock <sec> <nsec>     set the guest's wall clock (a restored snapshot's is stale)
  *   entropy <hex>          mix host randomness into the pool and reseed the CRNG
  *   osroot <device>        full VM: mount that ext4 disk read-write and hand over to
@@ -38,13 +38,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/random.h>
 
 #include "agent.h"
-
-#ifndef BLKFLSBUF
-#define BLKFLSBUF _IO(0x12, 97)
-#endif
 
 int port_fd = -1;
 #define NEWROOT "/mnt/root"
@@ -257,65 +252,6 @@ static void copy_file(const char *src, const char *dest)
 	close(in), close(out);
 }
 
-/* A template VM stops here, modules loaded and port open: the host snapshots it
- * once per kernel, modules and machine shape, and every run restores that
- * snapshot and sends its own files (F_FILE) and config (F_CONFIG) over the port
- * instead of in the initramfs. Nothing before this point may depend on the run. */
-static void await_config(void)
-{
-	char marks[64], path[4200];
-	int n = snprintf(marks, sizeof marks, "init=%.4f modules=%.4f", t_init, t_modules);
-	send_frame(F_TEMPLATE, 0, marks, n);
-	for (;;) {
-		struct frame_hdr h;
-		char *p = read_frame(&h);
-		if (!p) {
-			sleep_ms(5);	/* no host on the port (yet) */
-			continue;
-		}
-		size_t name_len = strnlen(p, h.length);
-		int is_file = h.type == F_FILE && name_len < h.length && !strstr(p, "..");
-		snprintf(path, sizeof path, "/ketch/%s", is_file ? p : "config");
-		if (is_file || h.type == F_CONFIG) {
-			const char *data = is_file ? p + name_len + 1 : p;
-			size_t len = is_file ? h.length - name_len - 1 : h.length;
-			mkdir("/ketch/files", 0755);
-			int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-			if (fd < 0 || write(fd, data, len) != (ssize_t)len)
-				fatal("write %s: %s", path, strerror(errno));
-			close(fd);
-		}
-		free(p);
-		if (h.type == F_CONFIG)
-			break;
-	}
-	t_config = boottime();
-}
-
-static void set_clock(const char *value)
-{
-	struct timespec ts = {0, 0};
-	if (sscanf(value, "%ld %ld", &ts.tv_sec, &ts.tv_nsec) == 2 &&
-	    clock_settime(CLOCK_REALTIME, &ts) < 0)
-		fatal("set the clock: %s", strerror(errno));
-}
-
-/* Two runs restored from one snapshot start with the same CRNG state: credit
- * fresh host bytes to the input pool, then force a reseed so nothing drawn
- * from here on is shared. */
-static void add_entropy(const char *hex)
-{
-	struct { int entropy_count, buf_size; unsigned char buf[64]; } e = {0, 0, {0}};
-	unsigned byte;
-	while (e.buf_size < (int)sizeof e.buf && sscanf(hex + 2 * e.buf_size, "%2x", &byte) == 1)
-		e.buf[e.buf_size++] = (unsigned char)byte;
-	e.entropy_count = 8 * e.buf_size;
-	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || ioctl(fd, RNDADDENTROPY, &e) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0)
-		fatal("reseed the guest RNG: %s", strerror(errno));
-	close(fd);
-}
-
 static void boot_os(const char *dev)
 {
 	wait_for(dev);
@@ -380,8 +316,11 @@ void boot(void)
 	rewind(cfg);
 	while (fgets(line, sizeof line, cfg))
 		if (strcmp(line, "template\n") == 0) {
+			char marks[64];
 			fclose(cfg);
-			await_config();
+			snprintf(marks, sizeof marks, "init=%.4f modules=%.4f", t_init, t_modules);
+			await_config(marks);
+			t_config = boottime();
 			if (!(cfg = fopen("/ketch/config", "r")))
 				fatal("open /ketch/config: %s", strerror(errno));
 			break;
@@ -406,14 +345,8 @@ void boot(void)
 
 	/* 4. Root: the read-only erofs image under a writable overlay on tmpfs. */
 	wait_for(root);
-	if (t_config > 0) {
-		/* Restored: the disk is this run's image, but the page cache may hold
-		 * blocks the template read from its placeholder (partition scan). */
-		int bfd = open(root, O_RDONLY | O_CLOEXEC);
-		if (bfd < 0 || ioctl(bfd, BLKFLSBUF, 0) < 0)
-			fatal("flush %s: %s", root, strerror(errno));
-		close(bfd);
-	}
+	if (t_config > 0)
+		flush_disk(root);	/* restored: another image was probed there */
 	must_mount(root, "/mnt/lower", "erofs", MS_RDONLY, NULL);
 	must_mount("tmpfs", "/mnt/rw", "tmpfs", 0, "mode=755");
 	mkdir("/mnt/rw/upper", 0755);
