@@ -255,7 +255,7 @@ def wait_exit(c: Container, timeout: float | None = None) -> bool:
     without writing one must not make us wait forever. The first polls are
     a millisecond apart: a foreground run gets here when conmon closes the
     attach socket, a millisecond or two before it writes the exit file, and
-    a fixed 20 ms sleep cost every `run` 10-20 ms.
+    a fixed 20 ms sleep cost a foreground run up to 20 ms.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.001

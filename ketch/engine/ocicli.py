@@ -7,7 +7,7 @@ Every call passes `--root <paths.runtime_state_root()>`.
 When the runtime is ketch's own ketch-runc, the short verbs (start, state,
 kill, delete, pause, resume) run as library calls in this process, on the
 same state root: each would otherwise cost a Python interpreter start
-(~30-45 ms of a `run --rm` here, twice per run). `create` stays a command,
+(start and delete together: 40-60 ms of a `run --rm` here, BENCHMARKS.md). `create` stays a command,
 because conmon runs it and becomes the container's parent; other runtimes
 (runc through $KETCH_OCI_RUNTIME, ketch-runv) always get their command line.
 Setting KETCH_OCI_RUNTIME to ketch-runc's absolute path selects the command
