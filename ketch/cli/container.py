@@ -19,6 +19,7 @@ from ketch.errors import KetchError
 
 # Declared with cli/argv.py: parsed without click; `ketch.cli.container:ps` &c.
 # (COMMANDS, click groups) are click commands built from these on first use.
+# Flags may follow the names (`ketch rm web -f`), as with Docker.
 FAST = Commands()
 
 
@@ -27,7 +28,7 @@ def _conn():
     return containers.connect()
 
 
-@FAST.command("start", interspersed=False, docker_exit=True)
+@FAST.command("start", docker_exit=True)
 @option("-a", "--attach", "attach_", is_flag=True, help="Attach STDOUT/STDERR.")
 @option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
 @argument("containers", nargs=-1, required=True)
@@ -69,7 +70,7 @@ def _each(refs, action, say=True):
         raise SystemExit(rc)
 
 
-@FAST.command("stop", interspersed=False, docker_exit=True)
+@FAST.command("stop", docker_exit=True)
 @option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait.")
 @option("-s", "--signal", "sig", default="", help="Signal to send.")
 @argument("containers", nargs=-1, required=True)
@@ -84,7 +85,7 @@ def _stop(timeout, sig, containers):
     _each(containers, act)
 
 
-@FAST.command("restart", interspersed=False, docker_exit=True)
+@FAST.command("restart", docker_exit=True)
 @option("-t", "--time", "timeout", type=int, default=None, help="Seconds to wait.")
 @argument("containers", nargs=-1, required=True)
 def _restart(timeout, containers):
@@ -98,7 +99,7 @@ def _restart(timeout, containers):
     _each(containers, act)
 
 
-@FAST.command("kill", interspersed=False, docker_exit=True)
+@FAST.command("kill", docker_exit=True)
 @option("-s", "--signal", "sig", default="KILL", help="Signal to send.")
 @argument("containers", nargs=-1, required=True)
 def _kill(sig, containers):
@@ -107,7 +108,7 @@ def _kill(sig, containers):
     _each(containers, lambda conn, c: lifecycle.kill(conn, c, sig))
 
 
-@FAST.command("rm", interspersed=False, docker_exit=True)
+@FAST.command("rm", docker_exit=True)
 @option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
 @option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes.")
 @argument("containers", nargs=-1, required=True)
@@ -118,7 +119,7 @@ def _rm(force, volumes, containers):
                                                           volumes_too=volumes))
 
 
-@FAST.command("wait", interspersed=False, docker_exit=True)
+@FAST.command("wait", docker_exit=True)
 @argument("containers", nargs=-1, required=True)
 def _wait(containers):
     """Block until containers stop, then print their exit codes."""
@@ -197,7 +198,7 @@ def _sizes(conn) -> dict[str, str]:
     return {x.get("Id", ""): human_size(x.get("SizeRw", 0)) for x in du.get("Containers", [])}
 
 
-@FAST.command("ps", interspersed=False, docker_exit=True)
+@FAST.command("ps", docker_exit=True)
 @option("-a", "--all", "all_", is_flag=True, help="Show all containers.")
 @option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
 @option("-l", "--latest", is_flag=True, help="Show the latest created container.")
@@ -248,7 +249,7 @@ def _ps(all_, quiet, latest, last, size, no_trunc, filters, fmt):
     echo(_format.format_items(rows, fmt, PS_HEADERS, default), nl=False)
 
 
-@FAST.command("inspect", interspersed=False, docker_exit=True)
+@FAST.command("inspect", docker_exit=True)
 @option("-f", "--format", "fmt", default=None, help="Format output (Go template).")
 @option("-s", "--size", is_flag=True, help="Display total file sizes.")
 @option("--type", "kind", default="", help="Only container, image or volume.")

@@ -124,3 +124,10 @@ def test_a_bool_valued_option_takes_clicks_spellings():
         assert argv.parse(hist, ["-H", word, "img"])["human"] is want
     with pytest.raises(argv.UsageError, match='invalid argument "maybe" for "-H, --human"'):
         argv.parse(hist, ["--human=maybe", "img"])
+
+
+def test_container_commands_take_flags_after_names_like_docker():
+    kw = argv.parse(CONTAINER["rm"], ["web", "-f", "db"])
+    assert kw["force"] is True and kw["containers"] == ("web", "db")
+    kw = argv.parse(CONTAINER["inspect"], ["web", "-f", "{{.Id}}"])
+    assert kw["fmt"] == "{{.Id}}" and kw["names"] == ("web",)
