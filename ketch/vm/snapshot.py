@@ -167,3 +167,10 @@ def _prune(d: Path) -> None:
     for old in states[KEEP:]:
         old.unlink(missing_ok=True)
         old.with_suffix(".initrd").unlink(missing_ok=True)
+    # Half-written saves of shims killed meanwhile (a live save takes seconds).
+    for tmp in d.glob(".*.vm.*"):
+        try:
+            if tmp.stat().st_mtime < time.time() - 600:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,22 @@ def test_erofs_images_are_padded_sparse_to_one_size(tmp_path, monkeypatch):
     # An image cached before the padding existed is extended when next used.
     os.truncate(image, 8192)
     assert rootfs.image_for(tree).stat().st_size == rootfs.DISK_BYTES
+
+
+def test_prune_keeps_the_most_recent_and_drops_stale_partial_saves(tmp_path):
+    now = time.time()
+    for i in range(snapshot.KEEP + 2):
+        for suffix in (".vm", ".initrd"):
+            f = tmp_path / f"k{i}{suffix}"
+            f.write_bytes(b"x")
+            os.utime(f, (now - 100 * i, now - 100 * i))
+    stale, fresh = tmp_path / ".k0.vm.123", tmp_path / ".k1.vm.456"
+    stale.write_bytes(b"partial")
+    os.utime(stale, (now - 3600, now - 3600))
+    fresh.write_bytes(b"partial")            # maybe a save in progress
+    snapshot._prune(tmp_path)
+    kept = sorted(p.name for p in tmp_path.glob("*.vm"))
+    assert kept == sorted(f"k{i}.vm" for i in range(snapshot.KEEP))
+    assert not (tmp_path / f"k{snapshot.KEEP}.initrd").exists()
+    assert (tmp_path / "k0.initrd").exists()
+    assert not stale.exists() and fresh.exists()
