@@ -33,7 +33,7 @@ FLAGS = [
     option("-h", "--hostname", default="", help="Container host name."),
     option("--init", is_flag=True, help="Run an init (tini) as PID 1 that reaps."),
     option("--restart", default="no", help="Restart policy (no|on-failure[:N]|always|"
-                 "unless-stopped)."),
+           "unless-stopped)."),
     option("--stop-signal", default="", help="Signal to stop the container."),
     option("--stop-timeout", type=int, default=None, help="Seconds to wait on stop."),
     option("--health-cmd", default=None, help="Command to run to check health."),
@@ -47,7 +47,7 @@ FLAGS = [
     option("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)."),
     option("-m", "--memory", default=None, help="Memory limit."),
     option("--memory-swap", default=None, help="Swap limit equal to memory plus swap; "
-                 "-1 for unlimited."),
+           "-1 for unlimited."),
     option("--memory-reservation", default=None, help="Memory soft limit."),
     option("--pids-limit", type=int, default=0, help="Tune container pids limit."),
     option("--ulimit", **_MULTI, help="Ulimit options (nofile=1024:2048)."),
@@ -73,10 +73,10 @@ FLAGS = [
     option("--network-alias", **_MULTI, help="Add network-scoped alias."),
     option("--runtime", default="", help="Runtime (runc, vm, or a path)."),
     option("--pull", choices=("always", "missing", "never"), default="missing",
-                 help="Pull image before running."),
+           help="Pull image before running."),
     option("--platform", default="", help="Set platform if server is multi-platform."),
     option("--log-driver", choices=("json-file", "none", "k8s-file"),
-                 default="json-file", help="Logging driver for the container."),
+           default="json-file", help="Logging driver for the container."),
     option("--log-opt", **_MULTI, help="Log driver options (max-size=, max-file=)."),
 ]
 
