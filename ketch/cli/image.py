@@ -168,7 +168,7 @@ def _history(name, human, no_trunc, quiet, fmt):
     rows = _engine().history(_conn(), name)
     if quiet:
         echo("".join((r["ID"] if no_trunc or r["ID"] == "<missing>" else
-                            _format.truncate_id(r["ID"])) + "\n" for r in rows), nl=False)
+                      _format.truncate_id(r["ID"])) + "\n" for r in rows), nl=False)
         return
     items = []
     for r in rows:
@@ -254,7 +254,7 @@ def _bootstrap(base: str, include: str, name: str | None, mirror: str | None,
     if not quiet and base.startswith("debian"):
         # mmdebstrap takes a minute or more and prints nothing meanwhile.
         echo(f"Bootstrapping {base} with mmdebstrap --variant=minbase from "
-                   f"{mirror or 'the host apt sources'} ...", err=True)
+             f"{mirror or 'the host apt sources'} ...", err=True)
     rec = _engine().bootstrap(_conn(), base, pkgs, name, mirror)
     if quiet:
         echo(rec.id)
