@@ -8,8 +8,10 @@ and an `exec` client on the shim's control socket, so there is one format.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 
 HEADER = struct.Struct("<BBHI")
@@ -36,6 +38,19 @@ def resize_frame(session: int, rows: int, cols: int) -> bytes:
 
 def int_payload(payload: bytes) -> int:
     return struct.unpack("<i", payload[:4])[0]
+
+
+def config_frames(files: list[tuple[str, str]], lines: list[str]) -> bytes:
+    """What a guest restored from a snapshot waits for (guest/restore.c): the run's
+    files (name under /ketch, host path), then its config with the host's clock
+    and fresh randomness in front, so no two restores share either."""
+    out = bytearray()
+    for name, host_path in files:
+        with open(host_path, "rb") as f:
+            out += frame(FILE, 0, name.encode() + b"\0" + f.read())
+    now = time.time_ns()
+    head = [f"clock {now // 10**9} {now % 10**9}", f"entropy {os.urandom(32).hex()}"]
+    return bytes(out + frame(CONFIG, 0, ("\n".join(head + lines) + "\n").encode()))
 
 
 @dataclass

@@ -102,9 +102,8 @@ class Shim:
         return got
 
     def _configure(self, snap: dict, deadline: float):
-        from ketch.vm import snapshot
         try:
-            self.send(snapshot.config_frames(snap))
+            self.send(proto.config_frames(snap["files"], snap["config"]))
         except OSError:
             pass   # QEMU is gone: the read below says so
         return self._boot_frame(deadline)

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from ketch.errors import FailedPrecondition
-from ketch.vm import initramfs, proto, qemu, rootfs
+from ketch.vm import initramfs, qemu, rootfs
 from ketch.vm import kernel as kernel_mod
 
 #: Snapshots kept (each is the guest RAM the template touched, ~60-80 MiB).
@@ -88,18 +88,6 @@ def prepare(kernel: kernel_mod.Kernel, shape: dict, lines: list[str], image: Pat
         os.utime(state)   # recently used
     return {"state": str(state), "initrd": str(initrd), "files": files,
             "config": [ln for ln in lines if not ln.startswith("module ")]}
-
-
-def config_frames(snap: dict) -> bytes:
-    """What the restored guest waits for: the run's files, then its config with
-    the host's clock and fresh randomness in front."""
-    out = bytearray()
-    for name, host_path in snap["files"]:
-        out += proto.frame(proto.FILE, 0, name.encode() + b"\0" + Path(host_path).read_bytes())
-    now = time.time_ns()
-    head = [f"clock {now // 10**9} {now % 10**9}", f"entropy {os.urandom(32).hex()}"]
-    out += proto.frame(proto.CONFIG, 0, ("\n".join(head + snap["config"]) + "\n").encode())
-    return bytes(out)
 
 
 class _Qmp:

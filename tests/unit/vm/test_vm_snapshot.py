@@ -74,10 +74,10 @@ def _frames(data: bytes) -> list[tuple[int, int, bytes]]:
 def test_config_frames_carry_files_clock_and_fresh_entropy(tmp_path, monkeypatch):
     bound = tmp_path / "hosts"
     bound.write_bytes(b"127.0.0.1 localhost\n")
-    monkeypatch.setattr(snapshot.time, "time_ns", lambda: 1_700_000_000_123_456_789)
+    monkeypatch.setattr(proto.time, "time_ns", lambda: 1_700_000_000_123_456_789)
     snap = {"files": [("files/0", str(bound))],
             "config": ["root /dev/vda", "file /ketch/files/0 /etc/hosts", "hostname web"]}
-    first = _frames(snapshot.config_frames(snap))
+    first = _frames(proto.config_frames(snap["files"], snap["config"]))
     assert [(k, s) for k, s, _ in first] == [(proto.FILE, 0), (proto.CONFIG, 0)]
     assert first[0][2] == b"files/0\x00" + b"127.0.0.1 localhost\n"
     lines = first[1][2].decode().splitlines()
@@ -85,7 +85,7 @@ def test_config_frames_carry_files_clock_and_fresh_entropy(tmp_path, monkeypatch
     assert lines[1].startswith("entropy ") and len(bytes.fromhex(lines[1][8:])) == 32
     assert lines[2:] == snap["config"]
     # Two restores of one snapshot must not share random state.
-    again = _frames(snapshot.config_frames(snap))[1][2].decode().splitlines()
+    again = _frames(proto.config_frames(snap["files"], snap["config"]))[1][2].decode().splitlines()
     assert again[1] != lines[1]
 
 
