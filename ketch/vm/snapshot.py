@@ -11,7 +11,7 @@ of that shape start QEMU with `-incoming` on the saved file instead of
 booting, and send their config the same way.
 
 The key is QEMU's version plus its whole command line for the shape, per-run
-paths left out: kernel, template initramfs (modules, agent build), kernel
+paths left out: kernel (path, size, mtime), template initramfs (modules, agent build), kernel
 command line (with the TSC rate), vCPUs, RAM, devices (network or not,
 balloon or not), TCG options. What differs per run is handled after restore:
   - the root disk is attached by path, per run; every erofs image is padded
@@ -60,8 +60,9 @@ def _key(kernel: kernel_mod.Kernel, base: Path, shape: dict) -> str:
                         memory_mib=shape["memory_mib"], root_image=Path("-"),
                         hostfwd=[] if shape["net"] else None, qmp_socket=Path("-"),
                         balloon=shape["balloon"])
+    st = kernel.vmlinux.stat()     # a kernel rebuilt in place (KETCH_VM_KERNEL) keeps its path
     h = hashlib.sha256(json.dumps([accel.qemu_version(), qemu.argv(cfg), base.name,
-                                   rootfs.DISK_BYTES]).encode())
+                                   rootfs.DISK_BYTES, st.st_size, st.st_mtime_ns]).encode())
     return h.hexdigest()[:24]
 
 

@@ -9,6 +9,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.vm.conftest import make_bundle
 
 # A shape (2 vCPUs where the host has them, 256 MiB + the guest's share) used
@@ -32,6 +34,11 @@ def _bundle(tmp_path: Path) -> tuple[Path, Path]:
     return bundle, extra
 
 
+def _need_tcg(launch: dict) -> None:
+    if launch["accel"] != "tcg":
+        pytest.skip("micro-VM snapshots are used under TCG only; this host runs KVM")
+
+
 def _run(runv, bundle: Path, cid: str) -> tuple[list[str], dict, dict]:
     """Run to completion, keeping the state dir for its boot marks and launch plan."""
     r = runv("run", "--keep", "--bundle", str(bundle), cid)
@@ -49,6 +56,7 @@ def test_vm_restored_runs_get_their_own_config_clock_and_randomness(runv, tmp_pa
     bundle, extra = _bundle(tmp_path)
     extra.write_text("slow first run\n")
     out, marks, launch = _run(runv, bundle, "s1")
+    _need_tcg(launch)
     assert launch["snapshot"] is not None and "config" in marks
     state = Path(launch["snapshot"]["state"])
     assert state.exists()                  # saved by this run, or an earlier one
@@ -79,6 +87,7 @@ def test_vm_unloadable_snapshot_falls_back_to_a_boot(runv, tmp_path: Path):
     bundle, extra = _bundle(tmp_path)
     extra.write_text("fallback\n")
     _out, _marks, launch = _run(runv, bundle, "f1")
+    _need_tcg(launch)
     state = Path(launch["snapshot"]["state"])
     garbage = state.with_name(f".garbage.{os.getpid()}")
     garbage.write_bytes(b"not a QEMU migration stream\n" * 100)

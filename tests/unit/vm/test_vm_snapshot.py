@@ -25,7 +25,9 @@ def fake_host(monkeypatch, tmp_path):
     monkeypatch.setattr(accel, "qemu_version", lambda: "QEMU emulator version 7.2.0")
     monkeypatch.setenv("KETCH_VM_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("KETCH_VM_SNAPSHOT", raising=False)
-    return Kernel("6.1.0-test", tmp_path / "vmlinux", None)
+    vmlinux = tmp_path / "vmlinux"
+    vmlinux.write_bytes(b"\x7fELF kernel")
+    return Kernel("6.1.0-test", vmlinux, None)
 
 
 def _padded(tmp_path: Path, size: int = rootfs.DISK_BYTES) -> Path:
@@ -40,7 +42,7 @@ def test_only_tcg_runs_without_volumes_on_padded_disks_qualify(fake_host, tmp_pa
     for change in ({"accel": "kvm"}, {"shares": True}):
         assert snapshot.prepare(fake_host, {**SHAPE, **change}, [], image, []) is None
     small = tmp_path / "small.erofs"
-    small.write_bytes(b"\0" * 4096)       # an image larger than DISK_BYTES stays unpadded
+    small.write_bytes(b"\0" * 4096)       # not padded (as an image over DISK_BYTES stays)
     assert snapshot.prepare(fake_host, SHAPE, [], small, []) is None
     monkeypatch.setenv("KETCH_VM_SNAPSHOT", "0")
     assert not snapshot.enabled("tcg")
@@ -55,8 +57,11 @@ def test_key_covers_the_shape_not_the_run(fake_host, monkeypatch):
     for change in ({"cpus": 2}, {"memory_mib": 320}, {"net": True}, {"balloon": False}):
         assert snapshot._key(fake_host, base, {**SHAPE, **change}) != key, change
     assert snapshot._key(fake_host, Path("/cache/initramfs/4567.cpio"), SHAPE) != key
+    fake_host.vmlinux.write_bytes(b"\x7fELF another kernel, same path")
+    rebuilt = snapshot._key(fake_host, base, SHAPE)
+    assert rebuilt != key
     monkeypatch.setattr(accel, "qemu_version", lambda: "QEMU emulator version 8.2.0")
-    assert snapshot._key(fake_host, base, SHAPE) != key
+    assert snapshot._key(fake_host, base, SHAPE) not in (key, rebuilt)
 
 
 def _frames(data: bytes) -> list[tuple[int, int, bytes]]:
