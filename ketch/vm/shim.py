@@ -3,7 +3,8 @@
 `ketch-runv create` starts it as `python -m ketch.vm.shim STATE_DIR READY_FD`
 with the caller's stdio (or the pty slave for a terminal), like runc hands its
 stdio to the container's process; its PID is the container's PID. It boots
-the VM, reports "ok" or "error <message>" on READY_FD, then serves the
+the VM (or restores its shape's snapshot and sends it the run's config, see
+snapshot.py), reports "ok" or "error <message>" on READY_FD, then serves the
 control socket STATE_DIR/shim.sock (start, kill, exec) and exits with the
 process's exit code once the agent has sent every byte of output.
 
