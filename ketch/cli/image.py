@@ -356,6 +356,9 @@ def _image_group():
     group = click.Group("image", help="Manage images.")
     for alias, name in IMAGE_GROUP.items():
         group.add_command(FAST[name].click(), alias)
+    # The VM disk -> image direction ("lift and shift"); also `ketch vm import-disk`.
+    from ketch.cli.vm import import_disk
+    group.add_command(import_disk, "import-disk")
     return group
 
 

@@ -79,7 +79,7 @@ def test_vm_import_disk_lifts_a_vm_disk_into_an_image(ketch_env, tmp_path: Path)
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             pytest.skip(f"needs {tool}")
     qcow = _partitioned_disk(tmp_path)
-    r = _ketch("vm", "import-disk", str(qcow), "lifted:v1")
+    r = _ketch("image", "import-disk", str(qcow), "lifted:v1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(b"sha256:")
     r = _ketch("run", "--rm", "lifted:v1", "/bin/sh", "-c", "cat /etc/hello")
