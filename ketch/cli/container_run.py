@@ -7,6 +7,7 @@ records the exit, applies --rm, and exits with the container's code.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -74,7 +75,13 @@ def _cmd_run(**kw):
             raise
         echo(c.id)
         return
-    sys.exit(run_attached(conn, c))
+    code = run_attached(conn, c)
+    # Everything is recorded and committed: leave without the interpreter's
+    # teardown and the database's checkpoint-on-close (two fsyncs), as
+    # ketch-runc does; 6-14 ms of a foreground run here.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_attached(conn, c) -> int:
