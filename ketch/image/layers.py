@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ketch.errors import DataError, KetchError
 from ketch.oci import digest as _digest
+from ketch.oci.record import Record
 
 #: fetch(writer, on_bytes) downloads a blob into a content-store writer
 Fetch = Callable[..., None]
@@ -37,8 +37,7 @@ class Stopped(KetchError):
     """The pull was stopped (another layer failed); raised inside workers."""
 
 
-@dataclass
-class Staged:
+class Staged(Record):
     fs: Path          # unpacked, not yet committed
     chain: str
     diff_id: str

@@ -11,20 +11,22 @@ import re
 from ketch.errors import InvalidArgument
 
 _ALGOS = {"sha256": 64, "sha512": 128}
-_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$")
-_HEX = re.compile(r"^[a-f0-9]+$")
+# Patterns, not compiled at import: re compiles them on first use and caches
+# them, and listing images never parses a digest.
+_RE = r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$"
+_HEX = r"^[a-f0-9]+$"
 
 
 def parse(value: str) -> tuple[str, str]:
     """Split a digest into (algorithm, hex); InvalidArgument if it is malformed."""
-    m = _RE.match(value or "")
+    m = re.match(_RE, value or "")
     if not m:
         raise InvalidArgument(f"invalid digest {value!r}: want <algorithm>:<hex>")
     algo, hexpart = m.groups()
     want = _ALGOS.get(algo)
     if want is None:
         raise InvalidArgument(f"invalid digest {value!r}: unsupported algorithm {algo!r}")
-    if len(hexpart) != want or not _HEX.match(hexpart):
+    if len(hexpart) != want or not re.match(_HEX, hexpart):
         raise InvalidArgument(f"invalid digest {value!r}: want {want} lowercase hex digits")
     return algo, hexpart
 

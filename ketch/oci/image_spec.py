@@ -8,10 +8,13 @@ module names the media types and validates the fields ketch relies on.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from ketch.errors import DataError
 from ketch.oci import digest as _digest
+
+TYPE_CHECKING = False  # typing costs every `ketch images` and `ketch run` ~4 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
