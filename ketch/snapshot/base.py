@@ -141,14 +141,15 @@ def overlay_usable(root: Path) -> str | None:
     probe = root
     while not probe.exists():
         probe = probe.parent
-    import ctypes
+    # Through the syscall layer's ffi, not ctypes: every `ketch run` picks a
+    # snapshotter, and importing ctypes costs it ~3 ms.
+    from ketch._sys import ffi, libc
 
-    class _Statfs(ctypes.Structure):
-        _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
+    class _Statfs(ffi.Structure):   # struct statfs: f_type first, 120 bytes in all
+        _fields_ = [("f_type", ffi.c_long), ("rest", ffi.c_long * 15)]
 
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
     buf = _Statfs()
-    if libc.statfs(str(probe).encode(), ctypes.byref(buf)) == 0:
+    if libc().statfs(str(probe).encode(), ffi.byref(buf)) == 0:
         kind = _NO_UPPER.get(buf.f_type & 0xFFFFFFFF)
         if kind:
             return f"{probe} is on {kind}, which overlayfs cannot use as an upper layer"
@@ -157,15 +158,14 @@ def overlay_usable(root: Path) -> str | None:
 
 def pick(root: Path) -> Snapshotter:
     """The snapshotter for `root` (= <ketch root>/snapshots): overlay if usable, else copy."""
-    from ketch.snapshot.copy import CopySnapshotter
-    from ketch.snapshot.overlay import OverlaySnapshotter
-
     want = os.environ.get("KETCH_SNAPSHOTTER", "")
-    if want == "copy":
-        return CopySnapshotter(root / "copy")
-    why = overlay_usable(root)
+    why = "KETCH_SNAPSHOTTER=copy" if want == "copy" else overlay_usable(root)
     if want == "overlay" and why:
         raise FailedPrecondition(f"snapshotter overlay: {why}")
     if why is None:
+        from ketch.snapshot.overlay import OverlaySnapshotter
+
         return OverlaySnapshotter(root / "overlay")
+    from ketch.snapshot.copy import CopySnapshotter
+
     return CopySnapshotter(root / "copy")
