@@ -35,3 +35,15 @@ def need_tool(name: str) -> str:
     if not found:
         pytest.skip(f"needs {name}, which is not installed")
     return found
+
+
+def until(pred, timeout: float = 60.0, step: float = 0.1):
+    """Poll `pred` until it returns something true (returned), or fail the test."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"condition not reached within {timeout:.0f} s")

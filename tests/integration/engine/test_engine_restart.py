@@ -9,27 +9,19 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.conftest import until
+
 
 def _state(ketch, name: str) -> dict:
     return json.loads(ketch("inspect", "-f", "{{json .State}}", name).stdout) | {
         "RestartCount": int(ketch("inspect", "-f", "{{.RestartCount}}", name).stdout)}
 
 
-def _until(pred, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not reached")
-
-
 def test_on_failure_restarts_up_to_the_maximum(ketch, busybox):
     ketch("run", "-d", "--name", "flaky", "--network", "none", "--restart", "on-failure:2",
           busybox, "sh", "-c", "exit 3")
     try:
-        st = _until(lambda: (s := _state(ketch, "flaky"))["Status"] == "exited"
+        st = until(lambda: (s := _state(ketch, "flaky"))["Status"] == "exited"
                     and s["RestartCount"] == 2 and s)
         assert st["ExitCode"] == 3
         time.sleep(1)   # no third attempt
@@ -42,7 +34,7 @@ def test_stop_cancels_restart_always(ketch, busybox):
     ketch("run", "-d", "--name", "loop", "--network", "none", "--restart", "always",
           busybox, "sh", "-c", "sleep 0.2")
     try:
-        _until(lambda: _state(ketch, "loop")["RestartCount"] >= 1)
+        until(lambda: _state(ketch, "loop")["RestartCount"] >= 1)
         ketch("stop", "-t", "1", "loop")
         time.sleep(1.5)
         st = _state(ketch, "loop")
@@ -64,7 +56,7 @@ def _remove_cgroups(parent: str, ids) -> None:
         for cid in ids:
             d = hier / parent / cid
             if d.is_dir():
-                _until(lambda d=d: _rmdir(d), timeout=10)
+                until(lambda d=d: _rmdir(d), timeout=10)
 
 
 def _rmdir(d: Path) -> bool:
@@ -88,7 +80,7 @@ def test_simulated_reboot_then_restore(ketch, busybox, ketch_env):
             _kill(int((run / "containers" / c / "conmon.pid").read_text()))
         for pid in pids:
             _kill(pid)
-        _until(lambda: not any(os.path.exists(f"/proc/{p}") and
+        until(lambda: not any(os.path.exists(f"/proc/{p}") and
                                "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]
                                for p in pids), timeout=20)
         for c in (keep, gone):
@@ -114,14 +106,14 @@ def test_healthcheck_goes_from_starting_to_healthy(ketch, busybox, ketch_env):
           "--health-interval", "300ms", "--health-retries", "1", busybox, "sleep", "60")
     try:
         health = lambda: ketch("inspect", "-f", "{{.State.Health.Status}}", "doc").stdout.strip()  # noqa: E731
-        assert _until(lambda: health() == "unhealthy")
+        assert until(lambda: health() == "unhealthy")
         ketch("exec", "doc", "touch", "/ok")
-        _until(lambda: health() == "healthy")
+        until(lambda: health() == "healthy")
         assert "(healthy)" in ketch("ps", "--format", "{{.Status}}").stdout
         # A second healthchecked container is served by the same checker process.
         ketch("run", "-d", "--name", "doc2", "--network", "none", "--health-cmd", "true",
               "--health-interval", "300ms", busybox, "sleep", "60")
-        _until(lambda: ketch("inspect", "-f", "{{.State.Health.Status}}", "doc2").stdout
+        until(lambda: ketch("inspect", "-f", "{{.State.Health.Status}}", "doc2").stdout
                .strip() == "healthy")
         assert len(_checkers(ketch_env["KETCH_TEST_ID"])) == 1
     finally:

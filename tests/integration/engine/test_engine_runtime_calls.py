@@ -11,27 +11,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 
 import pytest
 
-from tests.conftest import command, need_tool
+from tests.conftest import command, need_tool, until
 
 TRAP = "trap 'exit 7' USR1; while :; do sleep 0.1; done"
 
 
 def _state(ketch, name: str) -> dict:
     return json.loads(ketch("inspect", "-f", "{{json .State}}", name).stdout)
-
-
-def _until(pred, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached")
 
 
 @pytest.mark.parametrize("path", ["library", "command"])
@@ -62,7 +51,7 @@ def test_lifecycle_is_the_same_in_process_and_through_the_command(ketch, busybox
         ketch("unpause", "trapper")
         assert _state(ketch, "trapper")["Status"] == "running"
         ketch("kill", "-s", "USR1", "trapper")
-        st = _until(lambda: (s := _state(ketch, "trapper"))["Status"] == "exited" and s)
+        st = until(lambda: (s := _state(ketch, "trapper"))["Status"] == "exited" and s)
         assert st["ExitCode"] == 7 and not st["OOMKilled"]
         bad = ketch("kill", "trapper", check=False)
         assert bad.returncode != 0 and "is not running" in bad.stderr
