@@ -115,11 +115,21 @@ def build_disk(rootfs: Path, spec: VmSpec, out: Path) -> None:
     if mkfs is None:
         raise FailedPrecondition("mkfs.ext4 not found: install e2fsprogs")
     if not (rootfs / "sbin" / "init").exists() and not (rootfs / "sbin" / "init").is_symlink():
-        raise InvalidArgument(f"image {spec.image or str(rootfs)!r} has no /sbin/init to boot")
+        # Container images usually ship no init (ketch's debian bootstrap is minbase).
+        raise InvalidArgument(f"image {spec.image or str(rootfs)!r} has no /sbin/init to boot; "
+                              "a full VM boots the image's own init: for Debian, "
+                              "`ketch bootstrap debian:bookworm --include systemd-sysv`")
     kernel = kernel_mod.require()
     staging = out.parent / "staging"
-    shutil.copytree(rootfs, staging, symlinks=True)
     try:
+        # cp -a, not shutil.copytree: device nodes (an mmdebstrap /dev) must be
+        # recreated, not opened and read (reading /dev/console blocks forever),
+        # and owners, hard links and xattrs must survive into the disk.
+        proc = subprocess.run(["cp", "-a", "--", f"{rootfs}/.", str(staging)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            raise FailedPrecondition(f"copying the image's files for the disk: {last}")
         _guest_files(staging, spec, kernel)
         with open(out, "wb") as f:
             f.truncate(spec.disk_bytes)

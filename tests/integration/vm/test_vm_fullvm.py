@@ -87,3 +87,31 @@ def test_vm_import_disk_lifts_a_vm_disk_into_an_image(ketch_env, tmp_path: Path)
     r = _ketch("vm", "import-disk", str(tmp_path / "missing.img"), "x:y")
     assert r.returncode == 125
     assert r.stderr.decode().strip() == f"ketch: disk '{tmp_path / 'missing.img'}': no such file"
+
+
+def test_vm_disk_keeps_device_nodes_and_owners(ketch_env, tmp_path: Path):
+    """An image with /dev nodes (as mmdebstrap makes) and files of other owners:
+    the disk gets the nodes as nodes (never opened and read) and the owners."""
+    import os
+    import stat
+
+    from ketch.vm import fullvm, kernel
+    if kernel.current() is None:
+        pytest.skip("no guest kernel installed (ketch vm kernel --install)")
+    debugfs = shutil.which("debugfs") or "/usr/sbin/debugfs"
+    root = tmp_path / "rootfs"
+    (root / "sbin").mkdir(parents=True)
+    (root / "dev").mkdir()
+    shutil.copy2("/bin/busybox", root / "sbin" / "init")
+    os.mknod(root / "dev" / "console", 0o600 | stat.S_IFCHR, os.makedev(5, 1))
+    (root / "owned").write_text("x")
+    os.chown(root / "owned", 1234, 5678)
+    out = tmp_path / "disk.img"
+    fullvm.build_disk(root, fullvm.VmSpec(name="t", disk_bytes=512 << 20), out)
+    console = subprocess.run([debugfs, "-R", "stat /dev/console", str(out)],
+                             capture_output=True, text=True).stdout
+    assert "Type: character special" in console and "Device major/minor number: 05:01" in console
+    owned = subprocess.run([debugfs, "-R", "stat /owned", str(out)],
+                           capture_output=True, text=True).stdout
+    assert "User:  1234" in owned and "Group:  5678" in owned
+    assert not (tmp_path / "staging").exists()
