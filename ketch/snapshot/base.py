@@ -16,7 +16,6 @@ filesystem allow it, else the copy fallback (KETCH_SNAPSHOTTER forces one).
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from ketch.errors import FailedPrecondition, NotFound
@@ -110,6 +109,8 @@ def remove_tree(path: Path) -> None:
             func(p)
         except FileNotFoundError:
             pass
+
+    import shutil  # here: inspect and rmi load this module, few remove a tree (~3 ms)
 
     shutil.rmtree(path, onerror=fix)
 
