@@ -17,8 +17,8 @@ import time
 
 from ketch.engine import db
 from ketch.engine.options import CreateOptions
-from ketch.engine.record import Record
 from ketch.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
+from ketch.oci.record import Record
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS containers (

@@ -12,8 +12,8 @@ import os
 import re
 from pathlib import Path
 
-from ketch.engine.record import Factory, Record
 from ketch.errors import InvalidArgument
+from ketch.oci.record import Factory, Record
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _DUR = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")

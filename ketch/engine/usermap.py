@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from ketch.engine.record import Factory, Record
 from ketch.errors import InvalidArgument
+from ketch.oci.record import Factory, Record
 
 
 class User(Record):
