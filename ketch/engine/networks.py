@@ -20,19 +20,22 @@ Everything attach does is undone by detach, and by reconcile() after a crash.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from collections import namedtuple
 
 from ketch.errors import InvalidArgument
 
 SPECIAL = ("bridge", "none", "host")
 
 
-@dataclass(frozen=True)
-class Mode:
-    """What a --network value asks of the runtime."""
+class Mode(namedtuple("Mode", "kind target", defaults=("",))):
+    """What a --network value asks of the runtime (a named tuple: no dataclasses
+    import, ~11 ms, on every `run` and `ps`).
 
-    kind: str            # "bridge" (default or user network), "none", "host", "container"
-    target: str = ""     # network name for "bridge", container name/id for "container"
+    kind: "bridge" (default or user network), "none", "host", "container";
+    target: the network name for "bridge", the container name/id for "container".
+    """
+
+    __slots__ = ()
 
     @property
     def needs_netns(self) -> bool:
