@@ -4,8 +4,9 @@ Every test gets its own KETCH_ROOT, KETCH_RUNROOT, ketch-runc --root and
 cgroup parent (ketch/t-<id>), so tests never share state, and the autouse
 `no_leaks` fixture fails a test that leaves behind a mount under its
 directories, a cgroup under its parent, a ketch cgroup anywhere outside the
-`ketch` parents (e.g. under the host's own cgroups), or a process that
-carries its test id or names its directories.
+`ketch` parents (e.g. under the host's own cgroups), a process that
+carries its test id or names its directories, or a network link (bridge,
+veth) or nftables table named for its root.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -43,6 +45,26 @@ def _cgroup_dirs(parent: str) -> set[Path]:
                 for d in dirnames:
                     found.add(Path(dirpath) / d)
     return found
+
+
+def _net_names() -> tuple[tuple[str, ...], str]:
+    """(link name prefixes, nft table) that ketch derives from this test's root."""
+    from ketch.network import host
+    t = host.tag()
+    return (f"kv{t}_", f"kb{t}-", f"kp{t}_", host.default_bridge_name()), host.table_name()
+
+
+def _net_leftovers(prefixes: tuple[str, ...], table: str,
+                   net_dir: str = "/sys/class/net") -> tuple[list[str], list[str]]:
+    links = [n for n in os.listdir(net_dir) if n.startswith(prefixes)]
+    try:
+        out = subprocess.run(["nft", "list", "tables", "ip"], capture_output=True,
+                             text=True).stdout
+    except FileNotFoundError:
+        out = ""
+    tables = [ln.split()[-1] for ln in out.splitlines()
+              if ln.startswith("table") and ln.split()[-1] == table]
+    return links, tables
 
 
 def _stray_cgroups() -> set[Path]:
@@ -128,6 +150,7 @@ def no_leaks(request: pytest.FixtureRequest, ketch_env: dict[str, str], tmp_path
     prefixes = [str(tmp_path)]
     parent = ketch_env["KETCH_CGROUP_PARENT"]
     stray_before = _stray_cgroups()
+    net_prefixes, table = _net_names()
     yield
     leaks = []
     # Give exiting processes a moment to be reaped before judging.
@@ -136,7 +159,8 @@ def no_leaks(request: pytest.FixtureRequest, ketch_env: dict[str, str], tmp_path
         procs = _processes(ketch_env["KETCH_TEST_ID"], prefixes)
         mounts = _mount_points(prefixes)
         cgroups = _cgroup_dirs(parent)
-        if not (procs or mounts or cgroups) or time.monotonic() > deadline:
+        links, tables = _net_leftovers(net_prefixes, table)
+        if not (procs or mounts or cgroups or links or tables) or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     if procs:
@@ -152,6 +176,12 @@ def no_leaks(request: pytest.FixtureRequest, ketch_env: dict[str, str], tmp_path
             os.system(f"umount -l '{m}' 2>/dev/null")
     if cgroups:
         leaks.append(f"cgroups {sorted(str(c) for c in cgroups)}")
+    if links or tables:
+        leaks.append(f"network links {links}, nft tables {tables}")
+        for name in links:
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+        for t in tables:
+            subprocess.run(["nft", "delete", "table", "ip", t], capture_output=True)
     stray = _stray_cgroups() - stray_before
     if stray:
         leaks.append(f"cgroups outside the ketch parent {sorted(str(c) for c in stray)}")
