@@ -33,7 +33,7 @@ class KetchFullVM(KetchContainer):
     http_prefix = "ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0; "
     #: Why a quick run leaves it out unless named (each start builds a disk and boots an OS).
     QUICK_SKIP = ("skipped in --quick: each full-VM start builds a disk and boots an OS "
-                  "(~30 s here under TCG); use --full or --runtimes fullvm")
+                  "(~5 s each under TCG here, ~40 s for its rows); use --full or --runtimes fullvm")
 
     def check(self):
         super().check()
