@@ -39,6 +39,11 @@ def locked(cid: str):
         os.close(fd)
 
 
+def drop_lock(cid: str) -> None:
+    """Remove a gone container's lock file (taking the lock creates it)."""
+    (paths.runroot() / "locks" / cid).unlink(missing_ok=True)
+
+
 def create(conn: sqlite3.Connection, opts: CreateOptions) -> Container:
     """Record the container and prepare its rootfs snapshot (nothing runs yet)."""
     from ketch.engine import images, networks, volumes
@@ -292,7 +297,8 @@ def cleanup(conn: sqlite3.Connection, cid: str, *, foreground: bool = False) -> 
     from ketch.engine import networks, restart
     with locked(cid):
         c = containers.get(conn, cid)
-        if c is None:
+        if c is None:   # removed already (e.g. `rm -f` before conmon's exit command)
+            drop_lock(cid)
             return None
         if c.status not in ("running", "paused") and not c.monitor_pid:
             return c.exit_code   # never started, or already cleaned up
@@ -392,7 +398,7 @@ def remove(conn: sqlite3.Connection, c: Container, *, force: bool = False,
             if m.type == "volume" and len(m.source) == 64:
                 with contextlib.suppress(KetchError):
                     volumes.remove(conn, m.source)
-    (paths.runroot() / "locks" / c.id).unlink(missing_ok=True)
+    drop_lock(c.id)
 
 
 def cleanup_stale(conn: sqlite3.Connection, c: Container) -> None:

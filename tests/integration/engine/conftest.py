@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,7 @@ def myapp(ketch, tmp_path) -> str:
 
 @pytest.fixture(autouse=True)
 def no_container_state(ketch_env):
-    """After the test: no container row, runtime state, monitor file or snapshot left."""
+    """After the test: no container row, runtime state, monitor or lock file, or snapshot left."""
     yield
     root, run = Path(ketch_env["KETCH_ROOT"]), Path(ketch_env["KETCH_RUNROOT"])
     left = []
@@ -109,7 +110,12 @@ def no_container_state(ketch_env):
             left.append(f"container rows {rows}")
         if snaps:
             left.append(f"active snapshots {snaps}")
-    for d in (root / "containers", run / "containers", run / "runtime", run / "exits"):
+    # Lock files: a removed container's monitor may still be running its exit
+    # command (which takes the lock, finds nothing and drops it): give it a moment.
+    locks, deadline = run / "locks", time.monotonic() + 5
+    while locks.is_dir() and any(locks.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for d in (root / "containers", run / "containers", run / "runtime", run / "exits", locks):
         if d.is_dir() and any(d.iterdir()):
             left.append(f"{d}: {sorted(p.name for p in d.iterdir())}")
     assert not left, "container state left behind: " + "; ".join(left)
