@@ -85,6 +85,23 @@ def _guest_config(kernel: kernel_mod.Kernel, plan: spec.Plan) -> tuple[list[str]
     return lines, files
 
 
+#: Longest path a unix socket can bind or connect to (sun_path holds 108 bytes).
+SUN_PATH_MAX = 107
+
+
+def _check_socket_room(d: Path, shares: int) -> None:
+    """The shim, QMP and virtiofsd sockets live in the state dir: say so before
+    boot when their paths cannot fit a unix socket address (a long --root or
+    KETCH_RUNROOT), instead of failing later with QEMU's or virtiofsd's exit."""
+    names = ["shim.sock", "qmp.sock"] + [f"fs{i}.sock" for i in range(shares)]
+    longest = max((str(d / n) for n in names), key=len)
+    if len(longest.encode()) > SUN_PATH_MAX:
+        raise InvalidArgument(
+            f"state directory {d} is too long for the micro-VM's unix sockets "
+            f"({len(longest.encode())} bytes for {Path(longest).name}, at most {SUN_PATH_MAX}):"
+            " use a shorter --root (KETCH_RUNROOT for ketch)")
+
+
 def _begin(root: Path, cid: str, bundle: Path):
     """Every bundle and host check before anything is made, then the new state dir."""
     plan = spec.plan(bundle)
@@ -93,6 +110,7 @@ def _begin(root: Path, cid: str, bundle: Path):
     if plan.shares:
         qemu.virtiofsd_binary()
     d = state_dir(root, cid, must_exist=False)
+    _check_socket_room(d, len(plan.shares))
     root.mkdir(parents=True, exist_ok=True)
     try:
         d.mkdir()
