@@ -92,6 +92,28 @@ def _stray_cgroups() -> set[Path]:
     return found
 
 
+def _ketch_parents() -> set[Path]:
+    """The `ketch` parent cgroup of every hierarchy, where it exists."""
+    if not CGROUP_ROOT.exists():
+        return set()
+    return {h / "ketch" for h in (CGROUP_ROOT, *CGROUP_ROOT.iterdir()) if (h / "ketch").is_dir()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ketch_parents_made_by_the_session():
+    """Each test's cgroups live under ketch/t-<id> and go with the test (no_leaks);
+    the shared `ketch` parents the session made on the way go at its end. rmdir
+    only removes an empty directory, and parents that were there before stay
+    (they are the engine's own, as /docker is Docker's)."""
+    before = _ketch_parents()
+    yield
+    for d in _ketch_parents() - before:
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
 def _processes(test_id: str, prefixes: list[str]) -> set[int]:
     mine = os.getpid()
     found = set()
