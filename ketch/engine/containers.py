@@ -186,12 +186,9 @@ def process_start(pid: int) -> str:
 
     A zombie counts as gone ("" ): it has exited, whoever fails to reap it.
     """
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return ""
-    return "" if len(fields) < 20 or fields[0] in ("Z", "X") else fields[19]
+    from ketch.runtime.state import proc_start_time
+    start = proc_start_time(pid)
+    return "" if start is None else str(start)
 
 
 def monitor_alive(c: Container) -> bool:

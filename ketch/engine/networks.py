@@ -22,6 +22,7 @@ from __future__ import annotations
 import sqlite3
 from collections import namedtuple
 
+from ketch.engine.containers import process_start
 from ketch.errors import InvalidArgument
 
 SPECIAL = ("bridge", "none", "host")
@@ -235,7 +236,7 @@ def _needs_reconcile(conn: sqlite3.Connection) -> bool:
     except sqlite3.OperationalError:   # no network table: networking never used here
         return False
     for pid, start, kind in sandboxes:   # host.alive(), without importing it
-        if (_pid_start(pid) != start) if pid else kind != "host":
+        if ((process_start(pid) or None) != start) if pid else kind != "host":
             return True
     try:
         links = set(os.listdir("/sys/class/net"))
@@ -247,11 +248,3 @@ def _needs_reconcile(conn: sqlite3.Connection) -> bool:
         return True
     # A bridge in use that vanished (reboot), or the default one left idle by a crash.
     return any(needed != (name in links) for name, needed in bridges.items())
-
-
-def _pid_start(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None

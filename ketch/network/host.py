@@ -24,6 +24,7 @@ from pathlib import Path
 from ketch import paths
 from ketch.errors import FailedPrecondition
 from ketch.network import files, ipam, link, nft, store
+from ketch.runtime.state import proc_start_time
 
 TAG_LEN = 5
 
@@ -237,11 +238,8 @@ def _wait_gone(pid: int) -> None:
 
 def pid_start(pid: int) -> str | None:
     """The start time of `pid` (field 22 of /proc/<pid>/stat), to detect pid reuse."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    start = proc_start_time(pid)
+    return None if start is None else str(start)
 
 
 def alive(sb: dict) -> bool:

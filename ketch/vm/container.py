@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from ketch.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
+from ketch.runtime.state import proc_start_time
 from ketch.vm import accel, initramfs, qemu, rootfs, snapshot, spec
 from ketch.vm import kernel as kernel_mod
 
@@ -214,11 +215,8 @@ def run_inline(root: Path, cid: str, bundle: Path, pid_file: Path | None = None,
 
 
 def _starttime(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    start = proc_start_time(pid)
+    return None if start is None else str(start)
 
 
 def _alive(state: dict) -> bool:
