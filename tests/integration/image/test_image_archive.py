@@ -88,24 +88,28 @@ def test_import_with_changes_and_export_roundtrip(ketch_env, conn, tmp_path):
     assert bad.returncode == 125 and bad.stderr.count(b"\n") == 1
 
 
+def _docker_archive(path, layer: bytes, tag: str) -> None:
+    """A one-layer docker-archive (docker save's layout) of `layer`, tagged `tag`."""
+    import hashlib
+
+    cfg = json.dumps({"rootfs": {"type": "layers",
+                                 "diff_ids": ["sha256:" + hashlib.sha256(layer).hexdigest()]},
+                      "os": "linux", "architecture": "amd64"}).encode()
+    with tarfile.open(path, "w") as tf:
+        for name, body in (("l.tar", layer), ("c.json", cfg), ("manifest.json", json.dumps(
+                [{"Config": "c.json", "RepoTags": [tag], "Layers": ["l.tar"]}]).encode())):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(body)
+            tf.addfile(ti, io.BytesIO(body))
+
+
 def _evil_archive(path, member):
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tf:
         ti = tarfile.TarInfo(member)
         ti.size = 5
         tf.addfile(ti, io.BytesIO(b"pwned"))
-    import hashlib
-
-    data = layer.getvalue()
-    cfg = json.dumps({"rootfs": {"type": "layers",
-                                 "diff_ids": ["sha256:" + hashlib.sha256(data).hexdigest()]},
-                      "os": "linux", "architecture": "amd64"}).encode()
-    with tarfile.open(path, "w") as tf:
-        for name, body in (("l.tar", data), ("c.json", cfg), ("manifest.json", json.dumps(
-                [{"Config": "c.json", "RepoTags": ["evil:1"], "Layers": ["l.tar"]}]).encode())):
-            ti = tarfile.TarInfo(name)
-            ti.size = len(body)
-            tf.addfile(ti, io.BytesIO(body))
+    _docker_archive(path, layer.getvalue(), "evil:1")
 
 
 def test_bad_archives_fail_with_one_line_and_leave_the_store_consistent(ketch_env, conn,
@@ -151,18 +155,8 @@ def test_killed_load_leaves_a_consistent_store_and_loads_again(ketch_env, conn, 
             ti = tarfile.TarInfo(f"d{i % 40}/f{i}")
             ti.size = 2048
             tf.addfile(ti, io.BytesIO(os.urandom(2048)))
-    import hashlib
-
-    data = layer.getvalue()
-    cfg = json.dumps({"os": "linux", "architecture": "amd64", "rootfs": {
-        "type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(data).hexdigest()]}}).encode()
     archive = tmp_path / "big.tar"
-    with tarfile.open(archive, "w") as tf:
-        for name, body in (("l.tar", data), ("c.json", cfg), ("manifest.json", json.dumps(
-                [{"Config": "c.json", "RepoTags": ["big:1"], "Layers": ["l.tar"]}]).encode())):
-            ti = tarfile.TarInfo(name)
-            ti.size = len(body)
-            tf.addfile(ti, io.BytesIO(body))
+    _docker_archive(archive, layer.getvalue(), "big:1")
     snaps = os.path.join(ketch_env["KETCH_ROOT"], "snapshots", "overlay")
     from tests.conftest import command
 
