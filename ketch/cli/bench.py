@@ -9,7 +9,6 @@ draw something.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import sys
 from pathlib import Path
@@ -18,16 +17,15 @@ import click
 
 from ketch.errors import InvalidArgument
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.I)
-
 
 def parse_size(text: str) -> int:
     """'4g', '512m', '1.5GiB' -> bytes; InvalidArgument otherwise."""
-    m = _SIZE.match(text or "")
-    if not m:
+    from ketch.engine.options import size_in_bytes
+
+    size = size_in_bytes(text or "")
+    if size is None:
         raise InvalidArgument(f"invalid size {text!r} for --budget (use e.g. 512m, 4g)")
-    power = " kmgt".index(m.group(2).lower() or " ")
-    return int(float(m.group(1)) * 1024 ** power)
+    return size
 
 
 class _Progress:

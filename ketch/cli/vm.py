@@ -59,18 +59,14 @@ def accel(fmt: str) -> None:
 
 # --- full VMs ----------------------------------------------------------------------
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
 def _size(value: str, what: str) -> int:
+    from ketch.engine.options import size_in_bytes
     from ketch.errors import InvalidArgument
 
-    text = value.strip().lower().removesuffix("ib").removesuffix("b")
-    num, unit = text.rstrip("kmgt"), text[len(text.rstrip("kmgt")):]
-    try:
-        return int(float(num) * _SIZE_UNITS[unit])
-    except (ValueError, KeyError):
-        raise InvalidArgument(f"invalid {what} {value!r} (e.g. 512m, 4g)") from None
+    size = size_in_bytes(value)
+    if size is None:
+        raise InvalidArgument(f"invalid {what} {value!r} (e.g. 512m, 4g)")
+    return size
 
 
 def _hostfwd(publish: str) -> str:

@@ -90,12 +90,17 @@ class CreateOptions(Record):
         return cls(**{k: v for k, v in data.items() if k in cls._fields})
 
 
+def size_in_bytes(value: str) -> int | None:
+    """Docker's RAMInBytes: "512m", "1g", "1024" (bytes), "1.5g", "4GiB"; None if not a size."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])i?)?b?\s*", str(value).lower())
+    return int(float(m.group(1)) * _UNITS[m.group(2) or ""]) if m else None
+
+
 def parse_bytes(value: str, flag: str = "--memory") -> int:
-    """Docker's RAMInBytes: "512m", "1g", "1024" (bytes), "1.5g"."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)b?\s*", str(value).lower())
-    if not m:
+    size = size_in_bytes(value)
+    if size is None:
         raise InvalidArgument(f"invalid size: '{value}' for {flag}")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    return size
 
 
 def parse_memory_swap(value: str) -> int:
