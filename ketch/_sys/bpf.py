@@ -10,12 +10,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import struct
 
-from ketch._sys import libc
+from ketch._sys import ffi, libc
 
 BPF_PROG_LOAD = 5
 BPF_PROG_ATTACH = 8
@@ -33,15 +32,25 @@ SECCOMP_SET_MODE_FILTER = 1
 _ATTR_SIZE = 128
 
 
-def _bpf(cmd: int, attr: ctypes.Array, what: str) -> int:
+_syscall_long = None
+
+
+def _syscall(*args) -> int:
+    """syscall(2) with its long result (libc's shared `syscall` keeps its int one)."""
+    global _syscall_long
+    if _syscall_long is None:
+        _syscall_long = ffi._LibcFunc(("syscall", libc()))
+        _syscall_long.restype = ffi.c_long
+    return _syscall_long(*args)
+
+
+def _bpf(cmd: int, attr, what: str) -> int:
     nr = _NR_BPF.get(platform.machine())
     if nr is None:
         raise OSError(38, f"{what}: bpf(2) number unknown on {platform.machine()}")
-    fn = libc().syscall
-    fn.restype = ctypes.c_long
-    ret = fn(ctypes.c_long(nr), ctypes.c_int(cmd), attr, ctypes.c_uint(_ATTR_SIZE))
+    ret = _syscall(ffi.c_long(nr), ffi.c_int(cmd), attr, ffi.c_uint(_ATTR_SIZE))
     if ret < 0:
-        err = ctypes.get_errno()
+        err = ffi.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return ret
 
@@ -49,13 +58,13 @@ def _bpf(cmd: int, attr: ctypes.Array, what: str) -> int:
 def prog_load(prog_type: int, insns: bytes, license: str = "Apache", log_size: int = 0,
               expected_attach_type: int = 0) -> int:
     """Load a program; returns its fd. With log_size the verifier log is put in the error."""
-    code = ctypes.create_string_buffer(insns, len(insns))
-    lic = ctypes.create_string_buffer(license.encode())
-    log = ctypes.create_string_buffer(log_size) if log_size else None
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    code = ffi.create_string_buffer(insns, len(insns))
+    lic = ffi.create_string_buffer(license.encode())
+    log = ffi.create_string_buffer(log_size) if log_size else None
+    attr = ffi.create_string_buffer(_ATTR_SIZE)
     struct.pack_into("=IIQQIIQ", attr, 0, prog_type, len(insns) // 8,
-                     ctypes.addressof(code), ctypes.addressof(lic),
-                     1 if log else 0, log_size, ctypes.addressof(log) if log else 0)
+                     ffi.addressof(code), ffi.addressof(lic),
+                     1 if log else 0, log_size, ffi.addressof(log) if log else 0)
     struct.pack_into("=I", attr, 68, expected_attach_type)
     try:
         return _bpf(BPF_PROG_LOAD, attr, "bpf(BPF_PROG_LOAD)")
@@ -66,36 +75,36 @@ def prog_load(prog_type: int, insns: bytes, license: str = "Apache", log_size: i
 
 
 def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    attr = ffi.create_string_buffer(_ATTR_SIZE)
     struct.pack_into("=IIII", attr, 0, target_fd, prog_fd, attach_type, flags)
     _bpf(BPF_PROG_ATTACH, attr, "bpf(BPF_PROG_ATTACH)")
 
 
 def prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    attr = ffi.create_string_buffer(_ATTR_SIZE)
     struct.pack_into("=III", attr, 0, target_fd, prog_fd, attach_type)
     _bpf(BPF_PROG_DETACH, attr, "bpf(BPF_PROG_DETACH)")
 
 
 def prog_query(target_fd: int, attach_type: int, max_progs: int = 64) -> list[int]:
     """Ids of the programs attached to a cgroup for `attach_type`."""
-    ids = (ctypes.c_uint32 * max_progs)()
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    ids = (ffi.c_uint32 * max_progs)()
+    attr = ffi.create_string_buffer(_ATTR_SIZE)
     struct.pack_into("=IIIIQI", attr, 0, target_fd, attach_type, 0, 0,
-                     ctypes.addressof(ids), max_progs)
+                     ffi.addressof(ids), max_progs)
     _bpf(BPF_PROG_QUERY, attr, "bpf(BPF_PROG_QUERY)")
     count = struct.unpack_from("=I", attr, 24)[0]
     return list(ids[:count])
 
 
 def prog_get_fd_by_id(prog_id: int) -> int:
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    attr = ffi.create_string_buffer(_ATTR_SIZE)
     struct.pack_into("=I", attr, 0, prog_id)
     return _bpf(BPF_PROG_GET_FD_BY_ID, attr, "bpf(BPF_PROG_GET_FD_BY_ID)")
 
 
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+class _SockFprog(ffi.Structure):
+    _fields_ = [("len", ffi.c_ushort), ("filter", ffi.c_void_p)]
 
 
 def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
@@ -103,14 +112,12 @@ def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
     nr = _NR_SECCOMP.get(platform.machine())
     if nr is None:
         raise OSError(38, f"seccomp: syscall number unknown on {platform.machine()}")
-    code = ctypes.create_string_buffer(program, len(program))
-    prog = _SockFprog(len(program) // 8, ctypes.addressof(code))
-    fn = libc().syscall
-    fn.restype = ctypes.c_long
-    ret = fn(ctypes.c_long(nr), ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(flags),
-             ctypes.byref(prog))
+    code = ffi.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ffi.addressof(code))
+    ret = _syscall(ffi.c_long(nr), ffi.c_uint(SECCOMP_SET_MODE_FILTER), ffi.c_uint(flags),
+                   ffi.byref(prog))
     if ret < 0:
-        err = ctypes.get_errno()
+        err = ffi.get_errno()
         raise OSError(err, f"seccomp(SECCOMP_SET_MODE_FILTER): {os.strerror(err)}")
     if ret > 0:  # TSYNC: the id of a thread that could not be synchronised
         raise OSError(3, f"seccomp(SECCOMP_SET_MODE_FILTER): thread {ret} cannot take the filter")

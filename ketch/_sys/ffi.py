@@ -6,7 +6,7 @@ through struct, and loads ctypes._endian), and `ketch-runc run` pays it in
 two processes. Everything the runtime's syscalls need (int types, structures,
 byref, errno, calling a libc function) lives in the `_ctypes` extension
 itself; this module names those few pieces, with ctypes' spelling, so the
-binding code reads the same. Code off the start path (bpf, openat2) may keep
+binding code reads the same. Code off the start path (openat2) may keep
 using ctypes proper: the two interoperate, they are the same C types.
 """
 
@@ -36,6 +36,18 @@ class c_long(_ctypes._SimpleCData):  # noqa: N801
 
 class c_ulong(_ctypes._SimpleCData):  # noqa: N801
     _type_ = "L"
+
+
+class c_ushort(_ctypes._SimpleCData):  # noqa: N801
+    _type_ = "H"
+
+
+class c_char(_ctypes._SimpleCData):  # noqa: N801
+    _type_ = "c"
+
+
+class c_void_p(_ctypes._SimpleCData):  # noqa: N801
+    _type_ = "P"
 
 
 class c_uint32(_ctypes._SimpleCData):  # noqa: N801
@@ -68,3 +80,10 @@ class Library:
         func.__name__ = name
         setattr(self, name, func)
         return func
+
+
+def create_string_buffer(init: bytes | int, size: int | None = None):
+    """ctypes.create_string_buffer: a zeroed char array of `size` (or len(init)+1) bytes."""
+    data = b"" if isinstance(init, int) else init
+    n = init if isinstance(init, int) else (len(data) + 1 if size is None else size)
+    return (c_char * n).from_buffer_copy(data.ljust(n, b"\0"))
