@@ -19,7 +19,6 @@ containers on the default bridge or in none/host mode have none.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import select
@@ -31,7 +30,6 @@ import threading
 
 TTL = 600
 QTYPE_A, QTYPE_PTR, QTYPE_AAAA = 1, 12, 28
-CLONE_NEWNET = 0x40000000
 
 
 def parse_query(msg: bytes) -> tuple[int, int, str, int, int]:
@@ -136,12 +134,11 @@ def listen_in_netns(netns: str, addr: str = "127.0.0.11", port: int = 53):
     result: dict = {}
 
     def work() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
+        from ketch._sys import ns
+
         fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns {netns}: {os.strerror(err)}")
+            ns.setns(fd, ns.CLONE_NEWNET, netns)
             udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             udp.bind((addr, port))
             tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

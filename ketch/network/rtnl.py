@@ -31,7 +31,6 @@ IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_OIF, RTA_GATEWAY = 4, 5
 IFF_UP = 0x1
 NLA_F_NESTED = 0x8000
-CLONE_NEWNET = 0x40000000
 
 _IFINFO = struct.Struct("=BxHiII")      # family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBi")       # family, prefixlen, flags, scope, index
@@ -195,22 +194,21 @@ def _socket() -> socket.socket:
 def _open(netns: str | None) -> socket.socket:
     if netns is None:
         return _socket()
-    import ctypes
+    from ketch._sys import ns
 
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            if libc.setns(target, CLONE_NEWNET) != 0:
-                code = ctypes.get_errno()
-                raise OSError(code, f"enter {netns}: {os.strerror(code)}")
+            ns.setns(target, ns.CLONE_NEWNET, netns)
         finally:
             os.close(target)
         try:
             return _socket()
         finally:
-            if libc.setns(own, CLONE_NEWNET) != 0:  # cannot stay in a container's netns
+            try:
+                ns.setns(own, ns.CLONE_NEWNET)
+            except OSError:   # cannot stay in a container's netns
                 os.abort()
     finally:
         os.close(own)
