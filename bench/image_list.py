@@ -161,9 +161,8 @@ def main() -> None:
             if args.ps or args.run:
                 remove_containers(env)
             if args.run:
-                sys.path.insert(0, str(Path(__file__).parent))
-                from cgroup_cleanup import remove_cgroup_parent
-                remove_cgroup_parent(env["KETCH_CGROUP_PARENT"])
+                from ketch.bench.probes import remove_cgroup_tree
+                remove_cgroup_tree(env["KETCH_CGROUP_PARENT"])
     print(f"| {args.images} images, {args.rounds} rounds | median ms | best ms |")
     print("|---|---:|---:|")
     for k, v in res.items():

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-from cgroup_cleanup import remove_cgroup_parent
+from ketch.bench.probes import remove_cgroup_tree
 
 ULIMITS = ["--default-ulimit", "nofile=1024:1024", "--default-ulimit", "nproc=4096:4096"]
 
@@ -111,7 +111,7 @@ def dockerd() -> Iterator[Docker]:
             proc.wait()
         log.close()
         _delete_link("docker0")
-        remove_cgroup_parent("ketch/bench-docker")
+        remove_cgroup_tree("ketch/bench-docker")
         subprocess.run(["umount", "-R", "-l", f"{tmp}/data"], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cgroup_cleanup import remove_cgroup_parent
+from ketch.bench.probes import remove_cgroup_tree
 
 KETCH = str(Path(sys.executable).parent / "ketch")
 
@@ -169,8 +169,8 @@ def main() -> None:
             subprocess.run([KETCH, "rm", "-f", *ids[i:i + 50]], env=env, capture_output=True)
         subprocess.run(["umount", "-R", "-l", str(tmp / "podman")], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
-        remove_cgroup_parent(env["KETCH_CGROUP_PARENT"])
-        remove_cgroup_parent("ketch/bench-podman")
+        remove_cgroup_tree(env["KETCH_CGROUP_PARENT"])
+        remove_cgroup_tree("ketch/bench-podman")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cgroup_cleanup import remove_cgroup_parent
+from ketch.bench.probes import remove_cgroup_tree
 
 KETCH = str(Path(sys.executable).parent / "ketch")
 
@@ -84,7 +84,7 @@ def main() -> None:
         for c in ids:
             subprocess.run([KETCH, "rm", "-f", c], env=env, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
-        remove_cgroup_parent(env["KETCH_CGROUP_PARENT"])
+        remove_cgroup_tree(env["KETCH_CGROUP_PARENT"])
 
 
 if __name__ == "__main__":
