@@ -173,10 +173,7 @@ def _ports_of(conn, items) -> dict[str, str]:
     wanted = [c for c in items if c.running and c.options.network not in ("none", "host")]
     if not wanted:
         return {}   # spare `ps` the networking imports
-    try:
-        from ketch.engine import networks
-    except ImportError:
-        return {}
+    from ketch.engine import networks
     out = {}
     for c in wanted:
         try:

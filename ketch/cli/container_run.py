@@ -56,7 +56,7 @@ def _pull(ref: str, platform: str | None) -> None:
 @create_flags
 def _cmd_create(**kw):
     """Create a new container."""
-    _conn_, c = _create(kw)
+    _, c = _create(kw)
     echo(c.id)
 
 
@@ -87,7 +87,6 @@ def _cmd_run(**kw):
 def run_attached(conn, c) -> int:
     """Foreground run: hold the 'attached' lock, copy stdio, then clean up ourselves."""
     import fcntl
-    import os
 
     from ketch.engine import attach, containers, lifecycle, monitor, ocicli
     sdir = monitor.state_dir(c.id)

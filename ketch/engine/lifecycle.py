@@ -226,7 +226,7 @@ def _vm_port_forwards(c: Container, mode) -> dict:
     networking there, so QEMU must listen on each container port in that
     namespace and forward it to the same port in the guest.
     """
-    if mode.kind != "bridge" or c.options.runtime not in ("vm", "ketch-runv"):
+    if mode.kind != "bridge" or not ocicli.is_vm(c.options.runtime):
         return {}
     from ketch.network import ports
     opts = _net_opts(c)
@@ -375,12 +375,11 @@ def remove(conn: sqlite3.Connection, c: Container, *, force: bool = False,
         ocicli.run(c.options.runtime, "kill", c.id, "KILL", check=False)
         wait_exit(c, timeout=30)
         cleanup(conn, c.id)
-        if containers.get(conn, c.id) is None:
-            return
     with locked(c.id):
-        if containers.get(conn, c.id) is None:
-            return
         cur = containers.get(conn, c.id)
+        if cur is None:   # gone already (cleanup() applied --rm)
+            drop_lock(c.id)
+            return
         # cleanup() already deleted the runtime's state of an exited one (pid 0).
         if (cur.pid or cur.status != "exited") and not _force_delete(c):
             # Keep the row: forgetting it would orphan the runtime's state and cgroups.

@@ -25,12 +25,20 @@ import sys
 from ketch import paths
 from ketch.errors import FailedPrecondition, InvalidArgument, KetchError
 
+#: `--runtime` values that mean ketch's runc-compatible runtime, and the micro-VM one.
+CONTAINER_NAMES = ("", "runc", "ketch-runc")
+VM_NAMES = ("vm", "ketch-runv")
+
+
+def is_vm(runtime: str) -> bool:
+    return runtime in VM_NAMES
+
 
 def binary(name: str = "") -> str:
     """Absolute path of the runtime binary chosen by `--runtime`."""
-    if name in ("", "runc", "ketch-runc"):
+    if name in CONTAINER_NAMES:
         name = os.environ.get("KETCH_OCI_RUNTIME") or "ketch-runc"
-    elif name in ("vm", "ketch-runv"):
+    elif is_vm(name):
         name = "ketch-runv"
     elif not name.startswith("/"):
         raise InvalidArgument(f"unknown or invalid runtime name: {name}")
@@ -51,7 +59,7 @@ def base_args(runtime: str) -> list[str]:
 
 def in_process(runtime: str) -> bool:
     """True when `runtime` is ketch's own ketch-runc (served here as a library)."""
-    return runtime in ("", "runc", "ketch-runc") and \
+    return runtime in CONTAINER_NAMES and \
         os.environ.get("KETCH_OCI_RUNTIME", "") in ("", "ketch-runc")
 
 

@@ -41,7 +41,7 @@ def _net(pid: int) -> tuple[int, int]:
 def _runtime_stats(c: Container) -> dict:
     """runc's `events --stats` data: read in-process from the container's cgroups when it
     lives in them (not a micro-VM), else asked of the runtime (one process per sample)."""
-    if c.options.runtime != "vm":
+    if not ocicli.is_vm(c.options.runtime):
         try:
             from ketch import paths
             from ketch.runtime.cgroups import manager_for
