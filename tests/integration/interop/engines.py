@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ketch.bench import probes
+
 ULIMITS = ("nofile=1024:1024", "nproc=4096:4096")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -113,10 +115,10 @@ class Engine:
 
     def leftovers(self) -> list[str]:
         found = []
-        procs = sorted(_processes_naming(str(self.dir)) | _processes_in(self.cgroup_parent))
+        procs = sorted(probes.pids_mentioning(str(self.dir)) | probes.cgroup_pids(self.cgroup_parent))
         if procs:
             found.append(f"processes {procs}")
-        mounts = _mounts_under(str(self.dir))
+        mounts = probes.mounts_under(str(self.dir))
         if mounts:
             found.append(f"mounts {mounts}")
         cgroups = self.container_cgroups()
@@ -126,11 +128,11 @@ class Engine:
 
     def purge(self) -> None:
         """Remove what `leftovers()` would report, then the engine's dir and cgroups."""
-        for pid in _processes_naming(str(self.dir)) | _processes_in(self.cgroup_parent):
+        for pid in probes.pids_mentioning(str(self.dir)) | probes.cgroup_pids(self.cgroup_parent):
             _kill(pid)
-        for m in sorted(_mounts_under(str(self.dir)), key=len, reverse=True):
+        for m in probes.mounts_under(str(self.dir)):   # deepest first
             subprocess.run(["umount", "-l", m], capture_output=True)
-        _remove_cgroups(self.cgroup_parent)
+        probes.remove_cgroup_tree(self.cgroup_parent)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -189,11 +191,11 @@ class PrivateDocker(Engine):
         # dockerd binds the host's netns here for the first --network host container and
         # leaves it mounted at exit (it does so with runc too): not a runtime's leftover.
         host_ns = str(self.dir / "exec/netns/default")
-        if host_ns in _mounts_under(host_ns):
+        if host_ns in probes.mounts_under(host_ns):
             subprocess.run(["umount", host_ns], capture_output=True)
         # containerd is dockerd's child and goes with it; give its shims a moment.
         deadline = time.monotonic() + 10
-        while _processes_naming(str(self.dir)) and time.monotonic() < deadline:
+        while probes.pids_mentioning(str(self.dir)) and time.monotonic() < deadline:
             time.sleep(0.1)
 
 
@@ -254,58 +256,12 @@ class PrivatePodman(Engine):
 
 # -- host probes (read only) ---------------------------------------------------
 
-def _processes_naming(text: str) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmd:
-            found.add(int(entry))
-    return found
-
-
-def _processes_in(parent: str) -> set[int]:
-    pids = set()
-    for d in _cgroup_dirs(parent):
-        try:
-            pids.update(int(p) for p in Path(d, "cgroup.procs").read_text().split())
-        except OSError:
-            pass
-    return pids
-
-
 def _cgroup_dirs(parent: str) -> list[str]:
     """`parent` and every directory below it, in every hierarchy."""
     found = []
     for hier in [CGROUP_ROOT, *CGROUP_ROOT.iterdir()] if CGROUP_ROOT.is_dir() else []:
         if (hier / parent).is_dir():
             found.extend(dirpath for dirpath, _d, _f in os.walk(hier / parent))
-    return found
-
-
-def _remove_cgroups(parent: str) -> None:
-    for hier in [CGROUP_ROOT, *CGROUP_ROOT.iterdir()]:
-        base = hier / parent
-        if base.is_dir():
-            for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
-                try:
-                    os.rmdir(dirpath)
-                except OSError:
-                    pass
-
-
-def _mounts_under(prefix: str) -> list[str]:
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mnt = line.split()[4].replace("\\040", " ")
-            if mnt == prefix or mnt.startswith(prefix + "/"):
-                found.append(mnt)
     return found
 
 
