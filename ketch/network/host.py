@@ -58,6 +58,11 @@ def veth_prefix() -> str:
     return f"kv{tag()}_"
 
 
+def peer_prefix() -> str:
+    """The host-side name of a veth's peer before it moves into the container (link.py)."""
+    return "kp" + veth_prefix()[2:]
+
+
 def bridge_prefix() -> str:
     return f"kb{tag()}-"
 

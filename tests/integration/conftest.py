@@ -50,8 +50,8 @@ def _cgroup_dirs(parent: str) -> set[Path]:
 def _net_names() -> tuple[tuple[str, ...], str]:
     """(link name prefixes, nft table) that ketch derives from this test's root."""
     from ketch.network import host
-    t = host.tag()
-    return (f"kv{t}_", f"kb{t}-", f"kp{t}_", host.default_bridge_name()), host.table_name()
+    return (host.veth_prefix(), host.bridge_prefix(), host.peer_prefix(),
+            host.default_bridge_name()), host.table_name()
 
 
 def _net_leftovers(prefixes: tuple[str, ...], table: str,
