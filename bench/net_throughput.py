@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+from ketch.bench.workloads import free_port
+
 PY = sys.executable
 RECEIVER = r"""
 import socket, sys, time
@@ -111,14 +113,6 @@ def connect_latency(recv_pid, host: str, port: int, listen_port: int, n: int) ->
     return statistics.median(json.loads(out)) * 1e6
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _box() -> subprocess.Popen:
     p = subprocess.Popen(["unshare", "--net", "--", "/bin/busybox", "sleep", "600"])
     time.sleep(0.1)
@@ -152,7 +146,7 @@ def run(secs: float, connects: int, rounds: int) -> dict:
         ip_b = sb["IPAddress"]
         p_lo = int(sb["Ports"]["9000/tcp"][0]["HostPort"])
         p_any = int(sb["Ports"]["9001/tcp"][0]["HostPort"])
-        lo1, lo2 = _free_port(), _free_port()
+        lo1, lo2 = free_port(), free_port()
         hostip = _host_address()
         paths = {
             "loopback_gbps": (None, None, "127.0.0.1", lo1, lo1),
@@ -193,7 +187,7 @@ def run_docker(secs: float, connects: int, rounds: int) -> dict:
         a, b, ip_b = d.pid("bench-a"), d.pid("bench-b"), d.ip("bench-b")
         p_lo = int(d("port", "bench-b", "9000/tcp").split(":")[-1])
         p_any = int(d("port", "bench-b", "9001/tcp").splitlines()[0].split(":")[-1])
-        lo1, lo2 = _free_port(), _free_port()
+        lo1, lo2 = free_port(), free_port()
         paths = {
             "loopback_gbps": (None, None, "127.0.0.1", lo1, lo1),
             "c2c_gbps": (b, a, ip_b, 9000, 9000),

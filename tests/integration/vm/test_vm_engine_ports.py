@@ -6,20 +6,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+from ketch.bench.workloads import free_port
 from tests.conftest import command
 from tests.integration.vm.conftest import need_vm, vm_processes
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _host_listeners(port: int) -> list[str]:
@@ -52,8 +46,8 @@ def test_vm_published_port_goes_through_the_bridge(tmp_path: Path, ketch_env):
     www.mkdir()
     (www / "index.html").write_text("served by the micro-VM\n")
     # A guest port nobody on the host uses, to tell a host-side listener apart.
-    guest_port = _free_port()
-    host_port = _free_port()
+    guest_port = free_port()
+    host_port = free_port()
     run("bootstrap", "busybox", "-q")
     run("run", "-d", "--name", "vmweb", "--runtime", "vm",
         "-p", f"127.0.0.1:{host_port}:{guest_port}", "-v", f"{www}:/www",
