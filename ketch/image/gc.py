@@ -10,13 +10,11 @@ GC never takes their blobs.
 from __future__ import annotations
 
 import fcntl
-import os
 
 from ketch.errors import Conflict
 from ketch.image.store import ImageStore
 from ketch.oci import digest as _digest
 from ketch.oci import image_spec as spec
-from ketch.snapshot.base import remove_tree
 
 TYPE_CHECKING = False  # typing costs `ketch rmi` ~4 ms
 if TYPE_CHECKING:
@@ -68,9 +66,7 @@ def collect(store: ImageStore) -> int:
         for key in store.snap.keys():
             if key not in known:   # left by a crash between unpack and record
                 freed += _drop_snapshot(store, key)
-        for tmp in store.snap.root.glob(".new-*") if store.snap.root.is_dir() else []:
-            if not _pid_alive(tmp.name.rsplit("-", 1)[-1]):
-                remove_tree(tmp)
+        store.snap.sweep_unpacks()
         blobs = live_blobs(store)
         for dig, size in list(store.content.walk()):
             if dig not in blobs:
@@ -116,10 +112,6 @@ def _drop_snapshot(store: ImageStore, key: str) -> int:
     store.snap.remove(key)
     store.conn.execute("DELETE FROM snapshots WHERE key=?", (key,))
     return size
-
-
-def _pid_alive(pid: str) -> bool:
-    return pid.isdigit() and os.path.exists(f"/proc/{pid}")
 
 
 def remove_image(store: ImageStore, name: str, force: bool = False,

@@ -55,13 +55,17 @@ class Snapshotter:
         """A fresh directory to unpack one layer into; commit_layer() publishes it."""
         tmp = self.root / f".new-{key}-{os.getpid()}"
         remove_tree(tmp)
-        for old in self.root.glob(f".new-{key}-*"):   # left by a killed unpack of this layer
-            pid = old.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                remove_tree(old)
+        self.sweep_unpacks(key)
         (tmp / "fs").mkdir(parents=True)
         self._seed_layer(tmp / "fs", parents)
         return tmp / "fs"
+
+    def sweep_unpacks(self, key: str = "*") -> None:
+        """Remove unpack directories (.new-<key>-<pid>) whose process is gone (killed)."""
+        for old in self.root.glob(f".new-{key}-*"):
+            pid = old.name.rsplit("-", 1)[-1]
+            if not (pid.isdigit() and os.path.exists(f"/proc/{pid}")):
+                remove_tree(old)
 
     def _seed_layer(self, fs: Path, parents: list[str]) -> None:
         """Copy fallback fills the new layer with its parent; overlay leaves it empty."""
