@@ -82,8 +82,10 @@ class Engine:
                  input: str | None = None) -> subprocess.CompletedProcess:
         # No stdin unless given: CI may run us with none, and a CLI must not read ours.
         stdin = None if input is not None else subprocess.DEVNULL
+        # cwd: podman's conmon inherits it and writes an `oom` note there after an OOM kill.
         proc = subprocess.run([*self.cli, *args], capture_output=True, text=True,
-                              timeout=timeout, env=self.env, input=input, stdin=stdin)
+                              timeout=timeout, env=self.env, input=input, stdin=stdin,
+                              cwd=self.dir)
         if check and proc.returncode != 0:
             raise AssertionError(f"{self.name} {' '.join(args)} -> {proc.returncode}: "
                                  f"{proc.stderr.strip()}")
