@@ -188,8 +188,15 @@ class Writer:
     def _take_lock(self) -> int:
         # The holder removes the ingest directory when done; a waiter that then
         # gets the lock on the unlinked file must start again on a fresh one.
+        # mkdir(exist_ok=True) is not enough: it can meet the directory
+        # (EEXIST) and then find it gone when it checks, as the holder removes it.
         while True:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                if os.path.lexists(self.dir) and not self.dir.is_dir():
+                    raise
+                continue
             try:
                 fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except FileNotFoundError:

@@ -129,6 +129,27 @@ def test_concurrent_writers_write_once(tmp_path):
     assert cs.read(want) == data and cs.ingests() == []
 
 
+def test_writer_survives_ingest_removed_during_mkdir(tmp_path, monkeypatch):
+    """A waiter's mkdir can see the ingest directory exist (EEXIST) and then find it
+    gone, removed by the writer that just committed: it must try again, not fail."""
+    cs = ContentStore(tmp_path)
+    cs.ingest.mkdir(parents=True)
+    real_mkdir, raced = os.mkdir, []
+
+    def racing_mkdir(path, mode=0o777, *a, **kw):
+        if str(path).startswith(str(cs.ingest) + "/") and not raced:
+            raced.append(path)              # the directory "existed" and is gone again
+            raise FileExistsError(17, "File exists", str(path))
+        return real_mkdir(path, mode, *a, **kw)
+
+    monkeypatch.setattr(os, "mkdir", racing_mkdir)
+    data = b"payload"
+    with cs.writer("race", digest.of_bytes(data), len(data)) as w:
+        w.write(data)
+        w.commit()
+    assert raced and cs.read(digest.of_bytes(data)) == data
+
+
 def test_verify_finds_corruption(tmp_path):
     cs = ContentStore(tmp_path)
     d = cs.put(b"payload")
