@@ -58,13 +58,16 @@ def once(cmd: list[str], cpu: list[float] | None = None) -> float:
 
 
 def protection_cost(rounds: int = 20) -> dict:
-    """Seal a memfd copy of the interpreter; exec it vs the file (python -I -S -c pass)."""
-    from ketch.runtime.spawn import sealed_interpreter
-    t_seal = []
+    """Make each protected view of the interpreter (read-only bind mount, sealed memfd
+    copy); exec each vs the file itself (`python -I -S -c pass`)."""
+    from ketch.runtime.spawn import readonly_interpreter, sealed_interpreter
+    makers = {"readonly": readonly_interpreter, "sealed": sealed_interpreter}
+    t_make: dict[str, list[float]] = {k: [] for k in makers}
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        os.close(sealed_interpreter())
-        t_seal.append(time.perf_counter() - t0)
+        for name, make in makers.items():
+            t0 = time.perf_counter()
+            os.close(make())
+            t_make[name].append(time.perf_counter() - t0)
 
     def exec_via(fd: int | None) -> float:
         t0 = time.perf_counter()
@@ -74,14 +77,16 @@ def protection_cost(rounds: int = 20) -> dict:
             os.execve(fd if fd is not None else sys.executable, argv, os.environ)
         os.waitpid(pid, 0)
         return time.perf_counter() - t0
-    t_file, t_memfd = [], []
+    t_exec: dict[str, list[float]] = {"file": [], **{k: [] for k in makers}}
     for _ in range(rounds):
-        t_file.append(exec_via(None))
-        fd = sealed_interpreter()
-        t_memfd.append(exec_via(fd))
-        os.close(fd)
+        t_exec["file"].append(exec_via(None))
+        for name, make in makers.items():
+            fd = make()
+            t_exec[name].append(exec_via(fd))
+            os.close(fd)
     ms = lambda xs: round(statistics.median(xs) * 1000, 2)  # noqa: E731
-    return {"seal_ms": ms(t_seal), "exec_file_ms": ms(t_file), "exec_memfd_ms": ms(t_memfd)}
+    return {**{f"make_{k}_ms": ms(v) for k, v in t_make.items()},
+            **{f"exec_{k}_ms": ms(v) for k, v in t_exec.items()}}
 
 
 def main() -> None:

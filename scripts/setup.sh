@@ -64,6 +64,17 @@ if [ ! -f .stamp-venv ] || [ pyproject.toml -nt .stamp-venv ] \
     fi
     touch .stamp-venv
 fi
+# The installed ketch-runc launcher starts as a sh script (portable: pip rewrites
+# a `#!python` line and drops its options). Here the venv's path is known: point
+# the first line straight at its Python with -IS, which saves every container
+# start the sh exec (~1.5 ms). The rest of the file is the same either way.
+venv_py="$PWD/.venv/bin/python3"
+case "$venv_py" in
+    *[[:space:]]*) ;;   # a shebang cannot name a path with spaces: keep sh
+    *) if [ "$(head -n1 .venv/bin/ketch-runc)" != "#!$venv_py -IS" ]; then
+           sed -i "1s|.*|#!$venv_py -IS|" .venv/bin/ketch-runc
+       fi ;;
+esac
 # Bytecode for every module now, so commands never compile at start-up (an
 # editable install writes none, and PYTHONDONTWRITEBYTECODE would stop Python
 # from caching it later). Quick when nothing changed.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import subprocess
 import sys
 
@@ -35,34 +37,64 @@ def test_preserve_fds_passes_exactly_those(runc, bundle, tmp_path):
     assert proc.stdout.split() == ["kept", "0", "1", "2", "3", "4"]  # 4: ls's directory
 
 
-def test_init_runs_from_a_sealed_copy_not_the_host_interpreter(runc, bundle):
-    """CVE-2019-5736 class: /proc/<init>/exe must not lead to the host's interpreter."""
+def _cannot_open_for_writing(path: str) -> bool:
+    """Open for append and write nothing: True if the kernel refuses the open."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    except OSError:
+        return True
+    os.close(fd)
+    return False
+
+
+def test_init_runs_from_a_protected_view_of_the_interpreter(runc, bundle):
+    """CVE-2019-5736 class: /proc/<init>/exe must not lead to a writable host interpreter.
+
+    init runs from a read-only detached bind mount of the binary (or, where that
+    cannot be made, a sealed memfd copy): a path kept to it cannot be reopened
+    for writing, whoever else runs the file."""
     bundle.process["args"] = ["true"]
     bundle.save()
     runc("create", "--bundle", str(bundle.path), "c1", check=True)
     try:
         pid = runc.state("c1")["pid"]
-        link = os.readlink(f"/proc/{pid}/exe")
-        assert link.startswith("/memfd:ketch-runc-init"), link
-        st = os.stat(f"/proc/{pid}/exe")
-        host = os.stat(os.path.realpath(sys.executable))
-        assert st.st_nlink == 0 and (st.st_dev, st.st_ino) != (host.st_dev, host.st_ino)
-        # The copy is sealed: even through the link nothing can be written to it.
-        try:
-            fd = os.open(f"/proc/{pid}/exe", os.O_WRONLY | os.O_APPEND)
-        except OSError:
-            pass
+        exe = f"/proc/{pid}/exe"
+        link = os.readlink(exe)
+        if link.startswith("/memfd:"):
+            assert link.startswith("/memfd:ketch-runc-init"), link
+            assert os.stat(exe).st_nlink == 0
         else:
-            try:
-                try:
-                    written = os.write(fd, b"x")
-                except OSError:
-                    written = 0
-                assert written == 0
-            finally:
-                os.close(fd)
+            # A bind mount of the file itself: its root is the file.
+            assert link == "/", link
+            assert os.statvfs(exe).f_flag & os.ST_RDONLY, "init's executable is on a writable mount"
+            host = os.stat(os.path.realpath(sys.executable))
+            st = os.stat(exe)
+            assert (st.st_dev, st.st_ino) == (host.st_dev, host.st_ino)
+        assert _cannot_open_for_writing(exe)
     finally:
         runc("delete", "--force", "c1", check=True)
+
+
+def test_readonly_view_refuses_writes_once_nothing_runs_it(tmp_path):
+    """The attack proper reopens the path once no process executes the binary any
+    more (so ETXTBSY no longer stands in the way): through the view, EROFS."""
+    from ketch.runtime import spawn
+    probe = tmp_path / "python"
+    shutil.copy2(os.path.realpath(sys.executable), probe)   # a binary nobody runs
+    view = spawn.readonly_interpreter(str(probe))
+    try:
+        ran = subprocess.run([f"/proc/self/fd/{view}", "-I", "-S", "-c", "print('ran')"],
+                             pass_fds=(view,), capture_output=True, text=True, timeout=30)
+        assert ran.stdout == "ran\n", ran.stderr
+        assert not _cannot_open_for_writing(str(probe))   # the file itself is writable
+        try:
+            os.open(f"/proc/self/fd/{view}", os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            assert exc.errno == errno.EROFS
+        else:
+            raise AssertionError("the read-only view opened for writing")
+    finally:
+        os.close(view)
 
 
 def test_mount_destination_symlink_cannot_escape_rootfs(runc, bundle, tmp_path):
