@@ -1,9 +1,9 @@
-"""Host memory of the per-container monitor: PSS of each conmon with N idle containers.
+"""Host memory of the per-container monitor: PSS of each ketch-monitor with N idle containers.
 
     sudo .venv/bin/python bench/run_monitor_mem.py [-n 50] [--runtime ketch-runc]
 
 Starts N `sleep` containers (--network none) in a scratch root, sums the
-PSS (/proc/<pid>/smaps_rollup) of their conmon monitors, and for scale the
+PSS (/proc/<pid>/smaps_rollup) of their monitors (ketch-monitor), and for scale the
 PSS of N idle Python interpreters (what a monitor written in Python would
 cost). Prints one table; removes everything it made.
 """
@@ -63,7 +63,7 @@ def main() -> None:
             ids.append(ketch("run", "-d", "--network", "none", "busybox", "sleep", "3600")
                        .strip())
         time.sleep(2)   # let them settle: idle means idle
-        mons = [int((tmp / "run" / "containers" / c / "conmon.pid").read_text()) for c in ids]
+        mons = [int((tmp / "run" / "containers" / c / "monitor.pid").read_text()) for c in ids]
         mon_pss = [pss_kib(p) for p in mons]
         mon_rss = [rss_kib(p) for p in mons]
         for _ in range(args.n):
@@ -73,7 +73,7 @@ def main() -> None:
         py_pss = [pss_kib(p.pid) for p in pythons]
         print(f"N={args.n} idle containers (busybox sleep, --network none)")
         print(f"{'process':<28}{'PSS/each KiB':>14}{'RSS/each KiB':>14}{'PSS total MiB':>15}")
-        print(f"{'conmon (ketch monitor)':<28}{sum(mon_pss) / len(mon_pss):>14.0f}"
+        print(f"{'ketch-monitor':<28}{sum(mon_pss) / len(mon_pss):>14.0f}"
               f"{sum(mon_rss) / len(mon_rss):>14.0f}{sum(mon_pss) / 1024:>15.1f}")
         print(f"{'idle python3.11 (compare)':<28}{sum(py_pss) / len(py_pss):>14.0f}"
               f"{'':>14}{sum(py_pss) / 1024:>15.1f}")

@@ -9,7 +9,7 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 step ketch --version
 step ketch-runc --version
 
-# Containers: run like docker run; a monitor (conmon) per container outlives the CLI.
+# Containers: run like docker run; a monitor (ketch-monitor) per container outlives the CLI.
 ketch image inspect busybox >/dev/null 2>&1 || step ketch bootstrap busybox
 step ketch run --rm busybox echo hello from a ketch container
 step ketch run -d --name demo-web --memory 64m --cpus 0.5 --restart unless-stopped \

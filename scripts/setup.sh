@@ -75,6 +75,12 @@ case "$venv_py" in
            sed -i "1s|.*|#!$venv_py -IS|" .venv/bin/ketch-runc
        fi ;;
 esac
+# ketch-monitor, the per-container monitor (C: it lives as long as its
+# container), built beside the venv's python where the engine looks for it.
+if [ ! -x .venv/bin/ketch-monitor ] || [ ketch/engine/monitor.c -nt .venv/bin/ketch-monitor ]; then
+    gcc -O2 -Wall -Wextra -Werror -o .venv/bin/ketch-monitor.tmp ketch/engine/monitor.c
+    mv .venv/bin/ketch-monitor.tmp .venv/bin/ketch-monitor
+fi
 # Bytecode for every module now, so commands never compile at start-up (an
 # editable install writes none, and PYTHONDONTWRITEBYTECODE would stop Python
 # from caching it later). Quick when nothing changed.

@@ -121,7 +121,7 @@ def pids_mentioning(token: str) -> set[int]:
     """Processes whose command line contains `token` (a container id or a private path).
 
     Used to find an instance's helpers outside its cgroup: the per-container
-    monitor, conmon, a containerd shim, QEMU. The token is always unique to
+    monitor (ketch-monitor, conmon), a containerd shim, QEMU. The token is always unique to
     this run (a random id or a path under the bench's work directory).
     """
     me = os.getpid()

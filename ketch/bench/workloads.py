@@ -9,7 +9,7 @@ Start times are taken on the host, from the moment a command is spawned to
 its first output or first HTTP answer, with time.monotonic(). The CPU and
 I/O workloads time themselves inside the instance by reading /proc/uptime
 (10 ms ticks) around the work, so start-up and output plumbing (a VM's
-console, conmon) stay out of the figure; the workloads are sized to last
+console, the monitor) stay out of the figure; the workloads are sized to last
 far longer than a tick.
 """
 

@@ -191,6 +191,12 @@ def to_options(kw: dict) -> o.CreateOptions:
         opts.log_opts[k] = v
     if "max-size" in opts.log_opts:
         o.parse_bytes(opts.log_opts["max-size"], "--log-opt max-size")
+    if "max-file" in opts.log_opts:
+        count = opts.log_opts["max-file"]
+        if not count.isdigit():
+            raise InvalidArgument(f'invalid value for log opt max-file: "{count}"')
+        if int(count) < 1:
+            raise InvalidArgument("max-file cannot be less than 1")
     opts.net_opts = _net_opts(kw)
     if opts.net_opts and opts.network in ("none", "host") and (
             opts.net_opts.get("ports") or opts.net_opts.get("publish_all")):

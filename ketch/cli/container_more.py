@@ -95,7 +95,7 @@ def attach(no_stdin, sig_proxy, container):
 
 
 def _exit_code_after(conn, c) -> int:
-    """The exit code, from conmon's exit file or, once cleaned up, from the row."""
+    """The exit code, from the monitor's exit file or, once cleaned up, from the row."""
     import time
 
     from ketch.engine import containers, monitor

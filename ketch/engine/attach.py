@@ -1,6 +1,6 @@
 """Copying a terminal's stdio to and from a container's attach socket.
 
-conmon's attach socket is SOCK_SEQPACKET: each message it sends starts
+The monitor's attach socket is SOCK_SEQPACKET: each message it sends starts
 with one byte naming the stream (2 stdout, 3 stderr); what we send is
 written to the container's stdin. Closing our write side ends the
 container's stdin, which is how `echo hi | ketch run -i ... cat` finishes.

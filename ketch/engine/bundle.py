@@ -2,7 +2,7 @@
 
 <root>/containers/<id>/ holds the rootfs mount point, the container's own
 /etc/hostname, /etc/hosts and /etc/resolv.conf (bind-mounted; the network
-attach rewrites them in place), the log, and conmon's fifos. Also here: the
+attach rewrites them in place), the json-file log and the monitor's winsz fifo. Also here: the
 runtime-spec mounts that -v/--mount/--tmpfs ask for.
 """
 
@@ -17,6 +17,11 @@ from ketch.engine.containers import Container
 
 def bundle_dir(cid: str) -> Path:
     return paths.root() / "containers" / cid
+
+
+def log_file(cid: str) -> str:
+    """The json-file log, named as Docker names it (`<id>-json.log`)."""
+    return str(bundle_dir(cid) / f"{cid}-json.log")
 
 
 def mounts(c: Container) -> list[dict]:

@@ -95,7 +95,7 @@ def _claim_name(conn: sqlite3.Connection, cid: str, opts: CreateOptions, image) 
 
 def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False,
           restarting: bool = False):
-    """Mount, write config.json, let conmon create the container, network it, start it.
+    """Mount, write config.json, let the monitor create the container, network it, start it.
 
     Returns the attach socket (connected before `start`, so no output is lost)
     when `attach` is true, else None. `restarting`: a restart policy's attempt,
@@ -131,13 +131,13 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False,
                                 bundle.mounts(c), hostname, netns)
             config.setdefault("annotations", {}).update(_vm_port_forwards(c, mode))
             spec.write(str(b), config)
-            log = None if opts.log_driver == "none" else str(b / "ctr.log")
+            log = None if opts.log_driver == "none" else bundle.log_file(c.id)
             undo.callback(_force_delete, c)
             undo.callback(monitor.forget, c.id)
             try:
                 pid, mon = monitor.launch(
                     c.id, c.name, str(b), opts.runtime, tty=opts.tty, stdin=opts.interactive,
-                    log_path=log, log_max=_log_max(opts),
+                    log_path=log, log_max=_log_max(opts), log_files=_log_files(opts),
                     meanwhile=lambda: _preload(opts, mode, attach))
             except KetchError as exc:
                 containers.update(conn, c.id, exit_code=exc.exit_code, error=str(exc))
@@ -164,7 +164,7 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False,
 
 
 def _preload(opts: CreateOptions, mode, attach: bool) -> None:
-    """What the rest of start and the exit's cleanup import, loaded while conmon creates."""
+    """What the rest of start and the exit's cleanup import, loaded while the monitor creates."""
     ocicli.preload(opts.runtime)
     if mode.kind == "none":
         import ketch.engine.loopback  # noqa: F401
@@ -190,6 +190,10 @@ def _log_max(opts: CreateOptions) -> int:
     from ketch.engine.options import parse_bytes
     size = opts.log_opts.get("max-size")
     return parse_bytes(size, "--log-opt max-size") if size else 0
+
+
+def _log_files(opts: CreateOptions) -> int:
+    return int(opts.log_opts.get("max-file") or 1)
 
 
 def _joined_netns(conn: sqlite3.Connection, mode) -> str:
@@ -256,11 +260,10 @@ def _force_delete(c: Container) -> bool:
 def wait_exit(c: Container, timeout: float | None = None) -> bool:
     """Block until the monitor has recorded an exit, or is gone; False on timeout.
 
-    Polls: conmon writes the exit file and then ends, and a monitor killed
-    without writing one must not make us wait forever. The first polls are
-    a millisecond apart: a foreground run gets here when conmon closes the
-    attach socket, a millisecond or two before it writes the exit file, and
-    a fixed 20 ms sleep cost a foreground run up to 20 ms.
+    Polls: the monitor writes the exit file and then ends, and a monitor killed
+    without writing one must not make us wait forever. A foreground run gets
+    here when the monitor closes the attach socket, after it wrote the exit
+    file; the first polls are a millisecond apart for the other callers.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     delay = 0.001
@@ -273,8 +276,6 @@ def wait_exit(c: Container, timeout: float | None = None) -> bool:
 
 
 def _oom_killed(c: Container) -> bool:
-    if monitor.oom_noted(c.id):
-        return True
     rel = f"{paths.cgroup_parent()}/{c.id}"
     for f, key in ((f"/sys/fs/cgroup/memory/{rel}/memory.oom_control", "oom_kill"),
                    (f"/sys/fs/cgroup/{rel}/memory.events", "oom_kill"),
@@ -297,7 +298,7 @@ def cleanup(conn: sqlite3.Connection, cid: str, *, foreground: bool = False) -> 
     from ketch.engine import networks, restart
     with locked(cid):
         c = containers.get(conn, cid)
-        if c is None:   # removed already (e.g. `rm -f` before conmon's exit command)
+        if c is None:   # removed already (e.g. `rm -f` before the monitor's exit command)
             drop_lock(cid)
             return None
         if c.status not in ("running", "paused") and not c.monitor_pid:

@@ -8,7 +8,7 @@ When the runtime is ketch's own ketch-runc, the short verbs (start, state,
 kill, delete, pause, resume) run as library calls in this process, on the
 same state root: each would otherwise cost a Python interpreter start
 (start and delete together: 40-60 ms of a `run --rm` here, BENCHMARKS.md). `create` stays a command,
-because conmon runs it and becomes the container's parent; other runtimes
+because the monitor runs it and becomes the container's parent; other runtimes
 (runc through $KETCH_OCI_RUNTIME, ketch-runv) always get their command line.
 Setting KETCH_OCI_RUNTIME to ketch-runc's absolute path selects the command
 line for ketch-runc too.
@@ -90,7 +90,7 @@ LIBRARY_VERBS = ("start", "state", "kill", "delete", "pause", "resume")
 
 
 def preload(runtime: str) -> None:
-    """Import the runtime library that start/delete will use (while conmon creates)."""
+    """Import the runtime library that start/delete will use (while the monitor creates)."""
     if in_process(runtime):
         import ketch.runtime.cgroups  # noqa: F401
         import ketch.runtime.cli  # noqa: F401

@@ -4,7 +4,7 @@ Docker's restart manager: the first restart waits 100 ms, each further one
 doubles the wait up to one minute; a container that ran for 10 s or more
 starts again from 100 ms. A manual stop cancels a pending restart, and
 `unless-stopped` stays down after one (also across `system restore`).
-The wait happens in the process that ran the cleanup (conmon's exit
+The wait happens in the process that ran the cleanup (the monitor's exit
 command), or in a detached `ketch container cleanup` when a foreground
 `ketch run` did the cleanup itself.
 """

@@ -11,6 +11,7 @@ import time
 
 from ketch import paths
 from ketch.engine import spec
+from ketch.engine.bundle import log_file
 from ketch.engine.containers import Container
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -85,7 +86,7 @@ def inspect(c: Container, network_settings: dict | None = None) -> dict:
         "Id": c.id, "Created": rfc3339(c.created), "Path": args[0] if args else "",
         "Args": args[1:], "State": state, "Image": c.image_id,
         "ResolvConfPath": str(b / "resolv.conf"), "HostnamePath": str(b / "hostname"),
-        "HostsPath": str(b / "hosts"), "LogPath": str(b / "ctr.log"),
+        "HostsPath": str(b / "hosts"), "LogPath": log_file(c.id),
         "Name": "/" + c.name, "RestartCount": c.restart_count, "Driver": "overlay2",
         "Platform": "linux",
         "HostConfig": {

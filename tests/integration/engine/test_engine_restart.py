@@ -77,7 +77,7 @@ def test_simulated_reboot_then_restore(ketch, busybox, ketch_env):
         # "Power off": monitors first (so no exit command runs), then the containers.
         pids = [int(_state(ketch, c)["Pid"]) for c in (keep, gone)]
         for c in (keep, gone):
-            _kill(int((run / "containers" / c / "conmon.pid").read_text()))
+            _kill(int((run / "containers" / c / "monitor.pid").read_text()))
         for pid in pids:
             _kill(pid)
         until(lambda: not any(os.path.exists(f"/proc/{p}") and

@@ -67,8 +67,8 @@ def test_lifecycle_is_the_same_in_process_and_through_the_command(ketch, busybox
 
 def test_a_foreground_run_starts_one_runtime_process_and_no_cleanup_interpreter(ketch,
                                                                                 busybox):
-    """`run --rm`: ketch-runc runs once (create, under conmon); start and delete run
-    in-process, and conmon's exit command (sh + flock) finds the CLI cleaning up."""
+    """`run --rm`: ketch-runc runs once (create, under the monitor); start and delete run
+    in-process, and the monitor's exit command (sh + flock) finds the CLI cleaning up."""
     need_tool("strace")
     trace = ketch.env["KETCH_ROOT"] + "/run.trace"
     proc = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", trace, ketch.bin,

@@ -78,7 +78,7 @@ def test_system_check_reports_a_missing_bundle(ketch, busybox, ketch_env):
 def _crash(ketch, ketch_env, cid: str) -> None:
     """What kill -9 of every ketch process does: the monitor, then the container, die."""
     run = Path(ketch_env["KETCH_RUNROOT"])
-    mon = int((run / "containers" / cid / "conmon.pid").read_text())
+    mon = int((run / "containers" / cid / "monitor.pid").read_text())
     pid = int(ketch("inspect", "-f", "{{.State.Pid}}", cid).stdout)
     os.kill(mon, signal.SIGKILL)
     os.kill(pid, signal.SIGKILL)
