@@ -1,7 +1,7 @@
 """`ketch run` and `ketch create`: flags -> CreateOptions -> engine; the foreground run.
 
 A foreground run holds an flock on the container's `attached` file while it
-copies stdio, so the monitor's exit command leaves the cleanup to it; it then
+copies stdio, so the monitor leaves the cleanup to it (no exit command); it then
 records the exit, applies --rm, and exits with the container's code.
 """
 

@@ -19,7 +19,10 @@
  *   - when the container ends: drains its output, writes the exit code
  *     (128+signal for a signal) to --exit-file atomically, closes the attach
  *     clients, and starts the exit command (the engine's cleanup: restart
- *     policy, --rm), then exits.
+ *     policy, --rm), then exits. With --exit-command-unless-locked FILE, a
+ *     foreground CLI that holds an flock on FILE cleans up itself: the lock is
+ *     tested before the attach clients are let go, while such a CLI is
+ *     certainly still attached and holding it.
  * The caller learns the container's pid, or why create failed, as one JSON
  * line on the fd named by $_OCI_SYNCPIPE: {"data": <pid>} or
  * {"data": -1, "message": "..."}.
@@ -38,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -57,7 +61,7 @@
 
 static struct {
     const char *id, *runtime, *bundle, *pidfile, *mon_pidfile, *exit_file, *attach_dir;
-    const char *log_path, *exit_cmd;
+    const char *log_path, *exit_cmd, *exit_lock;
     const char *rt_args[MAX_ARGS];
     int n_rt;
     const char *exit_args[MAX_ARGS];
@@ -392,7 +396,7 @@ static void usage_error(const char *what)
 static void parse(int argc, char **argv)
 {
     enum { ID = 256, RUNTIME, RT_ARG, BUNDLE, PIDFILE, MON_PIDFILE, EXIT_FILE, ATTACH_DIR,
-           LOG_PATH, LOG_MAX, LOG_FILES, TTY, IN, LEAVE, EXIT_CMD, EXIT_ARG };
+           LOG_PATH, LOG_MAX, LOG_FILES, TTY, IN, LEAVE, EXIT_CMD, EXIT_ARG, EXIT_LOCK };
     static const struct option longs[] = {
         {"id", 1, 0, ID}, {"runtime", 1, 0, RUNTIME}, {"runtime-arg", 1, 0, RT_ARG},
         {"bundle", 1, 0, BUNDLE}, {"pidfile", 1, 0, PIDFILE},
@@ -401,6 +405,7 @@ static void parse(int argc, char **argv)
         {"log-max-size", 1, 0, LOG_MAX}, {"log-max-file", 1, 0, LOG_FILES},
         {"tty", 0, 0, TTY}, {"stdin", 0, 0, IN}, {"leave-stdin-open", 0, 0, LEAVE},
         {"exit-command", 1, 0, EXIT_CMD}, {"exit-command-arg", 1, 0, EXIT_ARG},
+        {"exit-command-unless-locked", 1, 0, EXIT_LOCK},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -428,6 +433,7 @@ static void parse(int argc, char **argv)
         case IN: o.in = 1; break;
         case LEAVE: o.leave_stdin = 1; break;
         case EXIT_CMD: o.exit_cmd = optarg; break;
+        case EXIT_LOCK: o.exit_lock = optarg; break;
         case EXIT_ARG:
             if (o.n_exit >= MAX_ARGS - 2)
                 usage_error("too many --exit-command-arg");
@@ -487,6 +493,19 @@ static int receive_master(int listener, pid_t runtime, int *rt_status)
     int fd;
     memcpy(&fd, CMSG_DATA(cm), sizeof fd);
     return fd;
+}
+
+/* Is --exit-command-unless-locked's file locked by someone (a foreground CLI)? */
+static int cleanup_is_taken(void)
+{
+    if (!o.exit_lock)
+        return 0;
+    int fd = open(o.exit_lock, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int held = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+    close(fd); /* releases it if we got it */
+    return held;
 }
 
 static void start_exit_command(void)
@@ -806,9 +825,11 @@ int main(int argc, char **argv)
     snprintf(code, sizeof code, "%d",
              WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     write_file_atomic(o.exit_file, code);
+    int taken = cleanup_is_taken(); /* before the clients go: see the top */
     while (n_clients > 0)
         drop_client(0);
     close(listener);
-    start_exit_command();
+    if (!taken)
+        start_exit_command();
     return 0;
 }

@@ -20,8 +20,9 @@ The log file is `<bundle>/<id>-json.log`, rotated files `<id>-json.log.1`
 (newest) to `.N`; `ketch logs` reads them in order (logs.py).
 
 A foreground `ketch run` cleans up itself (it is already loaded and
-waiting); it holds an flock on <dir>/attached so that the monitor's exit
-command, which tests that lock first, stands aside.
+waiting); it holds an flock on <dir>/attached while attached, and the
+monitor tests that lock before it lets the client go: held, it does not
+start the exit command (no second interpreter for the same cleanup).
 """
 
 from __future__ import annotations
@@ -38,9 +39,6 @@ from pathlib import Path
 from ketch import paths
 from ketch.engine import ocicli
 from ketch.errors import ExecError, FailedPrecondition, KetchError
-
-# The exit command: skip when a foreground CLI holds the lock (it cleans up itself).
-_EXIT_SCRIPT = 'flock -n "$1" true 2>/dev/null && exec "$2" container cleanup "$3"'
 
 
 def state_dir(cid: str) -> Path:
@@ -93,8 +91,8 @@ def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: 
     argv = [monitor_binary(), "--id", cid, "--runtime", rt[0], "--bundle", bundle,
             "--pidfile", str(sdir / "pidfile"), "--monitor-pidfile", str(sdir / "monitor.pid"),
             "--exit-file", str(exit_file(cid)), "--attach-dir", str(sdir),
-            "--exit-command", "/bin/sh"]
-    for arg in ("-c", _EXIT_SCRIPT, "sh", str(sdir / "attached"), ketch_binary(), cid):
+            "--exit-command", ketch_binary(), "--exit-command-unless-locked", str(sdir / "attached")]
+    for arg in ("container", "cleanup", cid):
         argv += ["--exit-command-arg", arg]
     for arg in rt[1:]:
         argv += ["--runtime-arg", arg]

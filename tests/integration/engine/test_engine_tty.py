@@ -63,6 +63,9 @@ def test_run_it_detach_and_attach(ketch, busybox):
         os.write(fd, b"exit 5\r")
         assert proc.wait(timeout=60) == 5
         os.close(fd)
+        # Nobody held the foreground lock: the monitor's exit command cleaned up.
+        assert ketch("wait", "tty").stdout.strip() == "5"
+        assert ketch("inspect", "-f", "{{.State.Status}}", "tty").stdout.strip() == "exited"
     finally:
         if proc.poll() is None:
             proc.kill()
