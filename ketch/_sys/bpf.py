@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import struct
 
 from ketch._sys import ffi, libc
@@ -45,9 +44,9 @@ def _syscall(*args) -> int:
 
 
 def _bpf(cmd: int, attr, what: str) -> int:
-    nr = _NR_BPF.get(platform.machine())
+    nr = _NR_BPF.get(os.uname().machine)
     if nr is None:
-        raise OSError(38, f"{what}: bpf(2) number unknown on {platform.machine()}")
+        raise OSError(38, f"{what}: bpf(2) number unknown on {os.uname().machine}")
     ret = _syscall(ffi.c_long(nr), ffi.c_int(cmd), attr, ffi.c_uint(_ATTR_SIZE))
     if ret < 0:
         err = ffi.get_errno()
@@ -109,9 +108,9 @@ class _SockFprog(ffi.Structure):
 
 def seccomp_set_filter(program: bytes, flags: int = 0) -> None:
     """seccomp(SECCOMP_SET_MODE_FILTER, flags, {len, program}) on the calling thread."""
-    nr = _NR_SECCOMP.get(platform.machine())
+    nr = _NR_SECCOMP.get(os.uname().machine)
     if nr is None:
-        raise OSError(38, f"seccomp: syscall number unknown on {platform.machine()}")
+        raise OSError(38, f"seccomp: syscall number unknown on {os.uname().machine}")
     code = ffi.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // 8, ffi.addressof(code))
     ret = _syscall(ffi.c_long(nr), ffi.c_uint(SECCOMP_SET_MODE_FILTER), ffi.c_uint(flags),

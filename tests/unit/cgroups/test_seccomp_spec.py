@@ -155,3 +155,22 @@ def test_cache_ignores_entries_others_could_have_written(tmp_path, monkeypatch):
     os.chmod(path, 0o600)
     os.chmod(seccomp_cache.directory(), 0o777)
     assert seccomp_cache.lookup(k) is None
+
+
+def test_container_init_path_imports_no_heavy_stdlib_modules():
+    """Stage 1 and init run in a fresh interpreter per container start: each module
+    they import is paid for on every start (platform alone pulls in re, enum and
+    collections, ~5 ms here)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nbefore = set(sys.modules)\n"
+            "from ketch.runtime import bootstrap, init, seccomp, seccomp_cache, rootfs, caps, sync\n"
+            "from ketch._sys import bpf, mount, ns, proc\n"
+            "print(' '.join(sorted(set(sys.modules) - before)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    loaded = set(out.stdout.split())
+    assert "ketch.runtime.init" in loaded, out.stderr
+    heavy = {"re", "platform", "enum", "collections", "ctypes", "typing", "dataclasses",
+             "pathlib", "subprocess", "json", "threading", "socket"}
+    assert loaded & heavy == set()
