@@ -68,7 +68,9 @@ static struct {
     int n_exit;
     long long log_max;
     int log_files, tty, in, leave_stdin;
-} o = {.log_files = 1};
+    long adopt_pid; /* --adopt-pid: the container was created by the process we replaced */
+    int stdout_fd, stderr_fd, stdin_fd, master_fd;
+} o = {.log_files = 1, .stdout_fd = -1, .stderr_fd = -1, .stdin_fd = -1, .master_fd = -1};
 
 static int sync_fd = -1;
 
@@ -396,7 +398,8 @@ static void usage_error(const char *what)
 static void parse(int argc, char **argv)
 {
     enum { ID = 256, RUNTIME, RT_ARG, BUNDLE, PIDFILE, MON_PIDFILE, EXIT_FILE, ATTACH_DIR,
-           LOG_PATH, LOG_MAX, LOG_FILES, TTY, IN, LEAVE, EXIT_CMD, EXIT_ARG, EXIT_LOCK };
+           LOG_PATH, LOG_MAX, LOG_FILES, TTY, IN, LEAVE, EXIT_CMD, EXIT_ARG, EXIT_LOCK,
+           ADOPT, OUT_FD, ERR_FD, IN_FD, MASTER_FD };
     static const struct option longs[] = {
         {"id", 1, 0, ID}, {"runtime", 1, 0, RUNTIME}, {"runtime-arg", 1, 0, RT_ARG},
         {"bundle", 1, 0, BUNDLE}, {"pidfile", 1, 0, PIDFILE},
@@ -406,6 +409,8 @@ static void parse(int argc, char **argv)
         {"tty", 0, 0, TTY}, {"stdin", 0, 0, IN}, {"leave-stdin-open", 0, 0, LEAVE},
         {"exit-command", 1, 0, EXIT_CMD}, {"exit-command-arg", 1, 0, EXIT_ARG},
         {"exit-command-unless-locked", 1, 0, EXIT_LOCK},
+        {"adopt-pid", 1, 0, ADOPT}, {"stdout-fd", 1, 0, OUT_FD}, {"stderr-fd", 1, 0, ERR_FD},
+        {"stdin-fd", 1, 0, IN_FD}, {"master-fd", 1, 0, MASTER_FD},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -434,6 +439,11 @@ static void parse(int argc, char **argv)
         case LEAVE: o.leave_stdin = 1; break;
         case EXIT_CMD: o.exit_cmd = optarg; break;
         case EXIT_LOCK: o.exit_lock = optarg; break;
+        case ADOPT: o.adopt_pid = atol(optarg); break;
+        case OUT_FD: o.stdout_fd = atoi(optarg); break;
+        case ERR_FD: o.stderr_fd = atoi(optarg); break;
+        case IN_FD: o.stdin_fd = atoi(optarg); break;
+        case MASTER_FD: o.master_fd = atoi(optarg); break;
         case EXIT_ARG:
             if (o.n_exit >= MAX_ARGS - 2)
                 usage_error("too many --exit-command-arg");
@@ -442,8 +452,14 @@ static void parse(int argc, char **argv)
         default: usage_error("bad arguments");
         }
     }
-    if (!o.id || !o.runtime || !o.bundle || !o.pidfile || !o.exit_file || !o.attach_dir)
-        usage_error("--id, --runtime, --bundle, --pidfile, --exit-file and --attach-dir are required");
+    if (!o.id || !o.bundle || !o.exit_file || !o.attach_dir)
+        usage_error("--id, --bundle, --exit-file and --attach-dir are required");
+    if (o.adopt_pid > 0) {
+        if (o.tty ? o.master_fd < 0 : (o.stdout_fd < 0 || o.stderr_fd < 0 || (o.in && o.stdin_fd < 0)))
+            usage_error("--adopt-pid needs the container's stdio fds");
+    } else if (!o.runtime || !o.pidfile) {
+        usage_error("--runtime and --pidfile are required (or --adopt-pid)");
+    }
 }
 
 /* A unix socket bound at dir/name, through /proc/self/fd so long paths work. */
@@ -534,39 +550,15 @@ static void start_exit_command(void)
     _exit(127);
 }
 
-int main(int argc, char **argv)
+struct stdio {
+    int out, err; /* read ends: the container's stdout and stderr (the pty master with -t) */
+    int in;       /* write end of its stdin (the master with -t), or -1 */
+    int master;
+};
+
+/* Run `<runtime> create` with pipes or a console socket; the container's pid. */
+static pid_t create_container(struct stdio *io)
 {
-    parse(argc, argv);
-    const char *sp = getenv("_OCI_SYNCPIPE");
-    if (sp) {
-        sync_fd = atoi(sp);
-        fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
-    }
-
-    /* Leave the caller at once; the caller reads the sync pipe, not our exit. */
-    pid_t me = fork();
-    if (me < 0)
-        die("fork: %s", strerror(errno));
-    if (me > 0)
-        _exit(0);
-    setsid();
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
-        die("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
-    if (o.mon_pidfile) {
-        char text[32];
-        snprintf(text, sizeof text, "%d", getpid());
-        write_file_atomic(o.mon_pidfile, text);
-    }
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &chld, NULL);
-    int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (sigfd < 0)
-        die("signalfd: %s", strerror(errno));
-
     /* stdio: pipes, or a terminal the runtime makes and sends us */
     int in_r = -1, in_w = -1, out[2] = {-1, -1}, err[2] = {-1, -1}, master = -1;
     int console = -1;
@@ -670,6 +662,64 @@ int main(int argc, char **argv)
     pid_t pid = (pid_t)atol(pidtext);
     if (pid <= 0)
         die("the runtime wrote no pid to %s", o.pidfile);
+    *io = (struct stdio){.out = o.tty ? master : out[0], .err = o.tty ? -1 : err[0],
+                         .in = o.tty ? master : in_w, .master = master};
+    return pid;
+}
+
+
+int main(int argc, char **argv)
+{
+    parse(argc, argv);
+    const char *sp = getenv("_OCI_SYNCPIPE");
+    if (sp) {
+        sync_fd = atoi(sp);
+        fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    if (o.adopt_pid <= 0) {
+        /* Leave the caller at once; the caller reads the sync pipe, not our exit.
+         * (An adopting monitor is already detached: the process it replaced was.) */
+        pid_t me = fork();
+        if (me < 0)
+            die("fork: %s", strerror(errno));
+        if (me > 0)
+            _exit(0);
+        setsid();
+    }
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+        die("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
+    if (o.mon_pidfile) {
+        char text[32];
+        snprintf(text, sizeof text, "%d", getpid());
+        write_file_atomic(o.mon_pidfile, text);
+    }
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sigfd < 0)
+        die("signalfd: %s", strerror(errno));
+
+    struct stdio io;
+    pid_t pid;
+    if (o.adopt_pid > 0) {
+        /* The container exists, our child already (its creator exec'd us). */
+        pid = (pid_t)o.adopt_pid;
+        io = (struct stdio){.out = o.tty ? o.master_fd : o.stdout_fd,
+                            .err = o.tty ? -1 : o.stderr_fd,
+                            .in = o.tty ? o.master_fd : (o.in ? o.stdin_fd : -1),
+                            .master = o.master_fd};
+        int fds[] = {io.out, io.err, io.in};
+        for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
+            if (fds[i] >= 0)
+                fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    } else {
+        pid = create_container(&io);
+    }
 
     int listener = bind_in(o.attach_dir, "attach", SOCK_SEQPACKET | SOCK_NONBLOCK);
     int winsz = -1;
@@ -697,9 +747,10 @@ int main(int argc, char **argv)
         close(null);
     }
 
-    struct stream streams[2] = {{.name = "stdout", .tag = 2, .fd = o.tty ? master : out[0]},
-                                {.name = "stderr", .tag = 3, .fd = o.tty ? -1 : err[0]}};
-    int exited = 0, status = 0, input = o.tty ? master : in_w;
+    struct stream streams[2] = {{.name = "stdout", .tag = 2, .fd = io.out},
+                                {.name = "stderr", .tag = 3, .fd = io.err}};
+    int exited = 0, status = 0, input = io.in, in_w = o.tty ? -1 : io.in, master = io.master;
+    int reap = 1; /* a child that ended before SIGCHLD was blocked sent nothing: look once */
     struct timespec drain_from = {0};
     static char buf[CHUNK], inbuf[65536];
     for (;;) {
@@ -731,13 +782,13 @@ int main(int argc, char **argv)
                 break;
             timeout = (int)(500 - ms);
         }
-        int r = poll(pf, (nfds_t)n, timeout);
+        int r = poll(pf, (nfds_t)n, reap ? 0 : timeout);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
-        if (r == 0)
+        if (r == 0 && !reap)
             continue;
         /* Clients first: one whose connect() returned before the container was
          * started must get all its output, even if the connection is still
@@ -758,8 +809,9 @@ int main(int argc, char **argv)
                 s->fd = -1;
             }
         }
-        if (pf[base].revents) {
+        if (pf[base].revents || reap) {
             struct signalfd_siginfo si;
+            reap = 0;
             while (read(sigfd, &si, sizeof si) > 0)
                 ;
             int st;

@@ -77,25 +77,30 @@ def monitor_binary() -> str:
 def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: bool,
            log_path: str | None, log_max: int = 0, log_files: int = 1,
            meanwhile=None) -> tuple[int, int]:
-    """Start the monitor, which creates the container; return (container pid, monitor pid).
+    """Start the monitor and create the container; return (container pid, monitor pid).
 
-    `meanwhile()` runs while the monitor and the runtime's `create` work (tens
-    of milliseconds, mostly on the other core): the caller's chance to load
-    what it needs next.
+    For ketch-runc (served in-process, ocicli.in_process) a forked child of
+    this process creates the container through ketch.runtime and then execs
+    the monitor, which adopts it (the container's init is that child's child
+    already): no interpreter start for `ketch-runc create`. Namespace work
+    still happens only in a freshly exec'd interpreter (stage 1, spawn.py).
+    Other runtimes, or a process that has started threads: the monitor runs
+    `<runtime> create` itself.
+
+    `meanwhile()` runs while the container is being created (tens of
+    milliseconds, mostly on the other core): the caller's chance to load what
+    it needs next.
     """
     sdir = state_dir(cid)
     for d in (sdir, exit_file(cid).parent):
         d.mkdir(parents=True, exist_ok=True)
     exit_file(cid).unlink(missing_ok=True)
-    rt = ocicli.base_args(runtime)
-    argv = [monitor_binary(), "--id", cid, "--runtime", rt[0], "--bundle", bundle,
-            "--pidfile", str(sdir / "pidfile"), "--monitor-pidfile", str(sdir / "monitor.pid"),
+    argv = [monitor_binary(), "--id", cid, "--bundle", bundle,
+            "--monitor-pidfile", str(sdir / "monitor.pid"),
             "--exit-file", str(exit_file(cid)), "--attach-dir", str(sdir),
             "--exit-command", ketch_binary(), "--exit-command-unless-locked", str(sdir / "attached")]
     for arg in ("container", "cleanup", cid):
         argv += ["--exit-command-arg", arg]
-    for arg in rt[1:]:
-        argv += ["--runtime-arg", arg]
     if log_path:
         argv += ["--log-path", log_path, "--log-max-file", str(log_files)]
         if log_max:
@@ -109,16 +114,24 @@ def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: 
             # container's stdin; a pipe's EOF must (Docker's StdinOnce).
             argv.append("--leave-stdin-open")
     r, w = os.pipe()
+    child = proc = None
     try:
-        env = dict(os.environ, _OCI_SYNCPIPE=str(w))
-        proc = subprocess.Popen(argv, pass_fds=(w,), env=env, cwd=bundle,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        if ocicli.in_process(runtime) and _single_threaded():
+            child = _fork_creator(argv, cid, bundle, tty=tty, stdin=stdin, sync_w=w)
+        else:
+            rt = ocicli.base_args(runtime)
+            argv += ["--runtime", rt[0], "--pidfile", str(sdir / "pidfile")]
+            for arg in rt[1:]:
+                argv += ["--runtime-arg", arg]
+            env = dict(os.environ, _OCI_SYNCPIPE=str(w))
+            proc = subprocess.Popen(argv, pass_fds=(w,), env=env, cwd=bundle,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, start_new_session=True)
         os.close(w)
         w = -1
         if meanwhile is not None:
             meanwhile()
-        msg = _read_sync(r, proc)
+        msg = _read_sync(r, proc, child)
     finally:
         os.close(r)
         if w >= 0:
@@ -133,7 +146,70 @@ def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: 
     return pid, mon
 
 
-def _read_sync(fd: int, proc: subprocess.Popen) -> dict:
+def _single_threaded() -> bool:
+    threading = sys.modules.get("threading")
+    return threading is None or threading.active_count() == 1
+
+
+def _fork_creator(argv: list[str], cid: str, bundle: str, *, tty: bool, stdin: bool,
+                  sync_w: int) -> int:
+    """Fork the process that creates the container and then becomes its monitor."""
+    from ketch.runtime import create as _create  # loaded before the fork: not twice
+    root = os.path.abspath(paths.runtime_state_root())
+    child = os.fork()
+    if child:
+        return child
+    try:   # the child: never returns into the caller's code
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDWR)
+        extra: list[int] = []
+        if tty:
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+        else:
+            # The runtime gives the container our stdio: make it the monitor's pipes.
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            in_r, in_w = os.pipe() if stdin else (null, -1)
+            os.dup2(in_r, 0)
+            os.dup2(out_w, 1)
+            os.dup2(err_w, 2)
+            for fd in {out_w, err_w, in_r} - {null}:
+                os.close(fd)
+            extra = ["--stdout-fd", str(out_r), "--stderr-fd", str(err_r)]
+            if stdin:
+                extra += ["--stdin-fd", str(in_w)]
+        os.chdir(bundle)
+        c, pid = _create.create(root, cid, bundle, own_console=tty)
+        if tty:
+            extra = ["--master-fd", str(c.console)]
+        for i in range(1, len(extra), 2):
+            os.set_inheritable(int(extra[i]), True)
+        os.set_inheritable(sync_w, True)
+        for fd in (0, 1, 2):   # the container has its own copies now
+            os.dup2(null, fd)
+        env = dict(os.environ, _OCI_SYNCPIPE=str(sync_w))
+        os.execve(argv[0], [*argv, "--adopt-pid", str(pid), *extra], env)
+    except BaseException as exc:  # noqa: BLE001 - reported on the sync pipe, as the monitor would
+        try:
+            os.write(sync_w, (json.dumps({"data": -1, "message": _runtime_message(exc)}) +
+                              "\n").encode())
+        finally:
+            os._exit(1)
+    os._exit(1)
+
+
+def _runtime_message(exc: BaseException) -> str:
+    """What `ketch-runc create` would have printed for `exc`."""
+    if isinstance(exc, KetchError):
+        return f"ketch-runc: {exc}"
+    if isinstance(exc, OSError):
+        from ketch.runtime.sync import errmsg
+        return f"ketch-runc: {errmsg(exc)}"
+    return f"ketch-runc: internal error: {type(exc).__name__}: {exc}"
+
+
+def _read_sync(fd: int, proc: subprocess.Popen | None, child: int | None) -> dict:
     buf = b""
     while b"\n" not in buf:
         ready, _, _ = select.select([fd], [], [], 120)
@@ -143,13 +219,19 @@ def _read_sync(fd: int, proc: subprocess.Popen) -> dict:
         if not chunk:
             break
         buf += chunk
-    if not buf:
-        err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+    if proc is not None:
+        if not buf:
+            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+            proc.wait()
+            raise KetchError("the monitor failed: "
+                             f"{err or 'exited with status ' + str(proc.returncode)}")
         proc.wait()
-        raise KetchError(f"the monitor failed: {err or 'exited with status ' + str(proc.returncode)}")
-    proc.wait()
-    if proc.stderr:
-        proc.stderr.close()
+        if proc.stderr:
+            proc.stderr.close()
+    elif not buf:
+        _, status = os.waitpid(child, 0)
+        raise KetchError(f"the monitor failed: exited with status "
+                         f"{os.waitstatus_to_exitcode(status)}")
     return json.loads(buf.split(b"\n", 1)[0])
 
 

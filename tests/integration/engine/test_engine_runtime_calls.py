@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 
+from ketch.engine import monitor
 from tests.conftest import command, need_tool, until
 
 TRAP = "trap 'exit 7' USR1; while :; do sleep 0.1; done"
@@ -65,10 +66,12 @@ def test_lifecycle_is_the_same_in_process_and_through_the_command(ketch, busybox
     assert not os.path.isdir(root) or os.listdir(root) == []
 
 
-def test_a_foreground_run_starts_one_runtime_process_and_no_cleanup_interpreter(ketch,
-                                                                                busybox):
-    """`run --rm`: ketch-runc runs once (create, under the monitor); start and delete run
-    in-process, and the monitor sees the CLI's lock and starts no cleanup command."""
+def test_a_foreground_run_starts_no_runtime_command_and_no_cleanup_interpreter(ketch,
+                                                                               busybox):
+    """`run --rm` with ketch-runc: create runs in a forked child that then becomes the
+    monitor, start and delete run in-process; the only interpreters started are the
+    CLI and init's stage 1 (from its read-only view, /proc/self/fd/N); the monitor
+    sees the CLI's lock and starts no cleanup command."""
     need_tool("strace")
     trace = ketch.env["KETCH_ROOT"] + "/run.trace"
     proc = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", trace, ketch.bin,
@@ -78,6 +81,8 @@ def test_a_foreground_run_starts_one_runtime_process_and_no_cleanup_interpreter(
     with open(trace) as f:
         execs = [ln.split('execve("', 1)[1].split('"', 1)[0] for ln in f
                  if 'execve("' in ln and ") = 0" in ln]
-    assert [p for p in execs if p.endswith("/ketch-runc")] == [command("ketch-runc")]
+    assert [p for p in execs if p.endswith("/ketch-runc")] == []
     assert [p for p in execs if p.endswith("/ketch")] == [ketch.bin]   # the CLI only
+    assert [p for p in execs if p.endswith("/ketch-monitor")] == [monitor.monitor_binary()]
+    assert len([p for p in execs if p.startswith("/proc/self/fd/")]) == 1   # stage 1
     assert ketch("ps", "-aq").stdout == ""   # and the CLI did clean up (--rm)
