@@ -8,7 +8,6 @@ records the exit, applies --rm, and exits with the container's code.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from ketch.cli._container_flags import create_flags, to_options
@@ -104,8 +103,9 @@ def run_attached(conn, c) -> int:
     def forward(signum, _frame):
         ocicli.run(c.options.runtime, "kill", c.id, str(signum), check=False)
     if not c.options.tty:
-        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(s, forward)
+        import _signal  # the C module: `signal` would import enum for its IntEnums
+        for s in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP):
+            _signal.signal(s, forward)
     bundle = str(lifecycle.bundle_dir(c.id))
     try:
         detached = attach.pump(sock, stdin=c.options.interactive, tty=c.options.tty,

@@ -11,11 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
-import socket
 import sys
 
 STDOUT, STDERR = 2, 3
+_SHUT_WR = 1   # socket.SHUT_WR, without importing `socket` (see monitor.attach_socket)
 
 
 @contextlib.contextmanager
@@ -33,7 +32,7 @@ def raw_terminal(fd: int, enabled: bool):
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def pump(sock: socket.socket, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x11",
+def pump(sock, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x11",
          on_resize=None) -> bool:
     """Copy until the container closes its output (it exited): False; or until the
     detach keys (ctrl-p ctrl-q) are typed on a tty: True, the container runs on."""
@@ -48,7 +47,8 @@ def pump(sock: socket.socket, *, stdin: bool, tty: bool, detach_keys: bytes = b"
                 size = os.get_terminal_size(1)
                 on_resize(size.lines, size.columns)
         send_size()
-        signal.signal(signal.SIGWINCH, send_size)   # the user resizes the window
+        import _signal
+        _signal.signal(_signal.SIGWINCH, send_size)   # the user resizes the window
     pending = b""
     with raw_terminal(in_fd, stdin and tty):
         while True:
@@ -65,7 +65,7 @@ def pump(sock: socket.socket, *, stdin: bool, tty: bool, detach_keys: bytes = b"
                 if not data:
                     if not tty:   # a pipe's EOF closes the container's stdin
                         with contextlib.suppress(OSError):
-                            sock.shutdown(socket.SHUT_WR)
+                            sock.shutdown(_SHUT_WR)
                     fds.remove(in_fd)
                     continue
                 if tty:

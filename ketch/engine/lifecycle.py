@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
-import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -25,6 +23,11 @@ from ketch.engine.options import CreateOptions
 from ketch.errors import Conflict, KetchError, NotFound
 
 bundle_dir = bundle.bundle_dir
+
+
+def _rmtree(path) -> None:
+    import shutil  # off the start path: shutil imports bz2, lzma and fnmatch
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -67,7 +70,7 @@ def create(conn: sqlite3.Connection, opts: CreateOptions) -> Container:
         undo.callback(containers.delete, conn, cid)
         bundle = bundle_dir(cid)
         bundle.mkdir(parents=True)
-        undo.callback(shutil.rmtree, bundle, True)
+        undo.callback(_rmtree, bundle)
         mounts = images.prepare_rootfs(conn, image, cid)
         undo.callback(images.remove_rootfs, conn, cid)
         for m in opts.mounts:
@@ -358,7 +361,8 @@ def kill(conn: sqlite3.Connection, c: Container, sig: str = "KILL") -> None:
     if not c.running:
         raise Conflict(f"Cannot kill container: {c.id}: container {c.id} is not running")
     name = sig.upper().removeprefix("SIG")
-    if not name.isdigit() and not hasattr(signal, "SIG" + name):
+    import _signal
+    if not name.isdigit() and not hasattr(_signal, "SIG" + name):
         from ketch.errors import InvalidArgument
         raise InvalidArgument(f"Invalid signal: {sig}")
     ocicli.run(c.options.runtime, "kill", c.id, name)
@@ -389,7 +393,7 @@ def remove(conn: sqlite3.Connection, c: Container, *, force: bool = False,
         containers.update(conn, c.id, status="removing")
         rootfs.unmount(str(bundle_dir(c.id) / "rootfs"))
         images.remove_rootfs(conn, c.id)
-        shutil.rmtree(bundle_dir(c.id), ignore_errors=True)
+        _rmtree(bundle_dir(c.id))
         monitor.forget(c.id)
         containers.delete(conn, c.id)
     events.emit("container", "destroy", c.id, name=c.name, image=c.image)

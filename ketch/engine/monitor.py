@@ -30,9 +30,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -58,7 +55,10 @@ def read_exit_code(cid: str) -> int | None:
 
 def ketch_binary() -> str:
     beside = os.path.join(os.path.dirname(sys.executable), "ketch")
-    return beside if os.access(beside, os.X_OK) else (shutil.which("ketch") or "ketch")
+    if os.access(beside, os.X_OK):
+        return beside
+    import shutil
+    return shutil.which("ketch") or "ketch"
 
 
 def monitor_binary() -> str:
@@ -67,7 +67,11 @@ def monitor_binary() -> str:
     found = os.environ.get("KETCH_MONITOR")
     if not found:
         beside = os.path.join(os.path.dirname(sys.executable), "ketch-monitor")
-        found = beside if os.access(beside, os.X_OK) else shutil.which("ketch-monitor")
+        if os.access(beside, os.X_OK):
+            found = beside
+        else:
+            import shutil
+            found = shutil.which("ketch-monitor")
     if not found:
         raise FailedPrecondition("ketch-monitor is not built: run scripts/setup.sh (it "
                                  "compiles ketch/engine/monitor.c with gcc)")
@@ -119,6 +123,7 @@ def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: 
         if ocicli.in_process(runtime) and _single_threaded():
             child = _fork_creator(argv, cid, bundle, tty=tty, stdin=stdin, sync_w=w)
         else:
+            import subprocess
             rt = ocicli.base_args(runtime)
             argv += ["--runtime", rt[0], "--pidfile", str(sdir / "pidfile")]
             for arg in rt[1:]:
@@ -209,7 +214,8 @@ def _runtime_message(exc: BaseException) -> str:
     return f"ketch-runc: internal error: {type(exc).__name__}: {exc}"
 
 
-def _read_sync(fd: int, proc: subprocess.Popen | None, child: int | None) -> dict:
+def _read_sync(fd: int, proc, child: int | None) -> dict:
+    """The monitor's JSON line; `proc` is its Popen, or `child` the forked creator."""
     buf = b""
     while b"\n" not in buf:
         ready, _, _ = select.select([fd], [], [], 120)
@@ -245,11 +251,16 @@ def create_error(raw: str) -> KetchError:
     return KetchError(text)
 
 
-def attach_socket(cid: str) -> socket.socket:
-    """Connect to the monitor's attach socket (through /proc/self/fd: the path may be long)."""
+def attach_socket(cid: str):
+    """Connect to the monitor's attach socket (through /proc/self/fd: the path may be long).
+
+    A `_socket.socket`: the C type has everything attach.pump uses, and the
+    `socket` module would import enum and selectors on the start path.
+    """
+    import _socket
     d = os.open(state_dir(cid), os.O_PATH | os.O_DIRECTORY)
     try:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
         s.connect(f"/proc/self/fd/{d}/attach")
     finally:
         os.close(d)
@@ -272,6 +283,7 @@ def resize(cid: str, bundle: str, rows: int, cols: int) -> None:
 
 def forget(cid: str, keep_exit: bool = False) -> None:
     """Remove the volatile files of a container (its monitor has gone)."""
+    import shutil
     shutil.rmtree(state_dir(cid), ignore_errors=True)
     if not keep_exit:
         exit_file(cid).unlink(missing_ok=True)

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 
 from ketch import paths
@@ -47,7 +45,10 @@ def binary(name: str = "") -> str:
             raise InvalidArgument(f"unknown or invalid runtime name: {name}")
         return name
     beside = os.path.join(os.path.dirname(sys.executable), name)
-    found = beside if os.access(beside, os.X_OK) else shutil.which(name)
+    if os.access(beside, os.X_OK):
+        return beside
+    import shutil
+    found = shutil.which(name)
     if not found:
         raise FailedPrecondition(f"OCI runtime {name!r} not found in $PATH")
     return found
@@ -63,8 +64,18 @@ def in_process(runtime: str) -> bool:
         os.environ.get("KETCH_OCI_RUNTIME", "") in ("", "ketch-runc")
 
 
+class Completed:
+    """A runtime call's outcome, shaped as subprocess.CompletedProcess (whose module
+    the in-process calls of a container start do not need to import)."""
+
+    __slots__ = ("args", "returncode", "stdout", "stderr")
+
+    def __init__(self, args: list[str], returncode: int, stdout: bytes, stderr: bytes):
+        self.args, self.returncode, self.stdout, self.stderr = args, returncode, stdout, stderr
+
+
 def run(runtime: str, *args: str, check: bool = True, timeout: float = 60,
-        input: bytes | None = None) -> subprocess.CompletedProcess:
+        input: bytes | None = None) -> Completed:
     """One runtime call; a failure becomes a KetchError carrying the runtime's message.
 
     The result has the command's shape (returncode, stdout, stderr as bytes)
@@ -76,6 +87,7 @@ def run(runtime: str, *args: str, check: bool = True, timeout: float = 60,
         # the created init (alive, or start fails at once) takes its release byte.
         proc = _library_call(list(args))
     if proc is None:
+        import subprocess
         argv = [*base_args(runtime), *args]
         try:
             proc = subprocess.run(argv, capture_output=True, timeout=timeout, input=input)
@@ -98,7 +110,7 @@ def preload(runtime: str) -> None:
         import ketch.runtime.container  # noqa: F401
 
 
-def _library_call(args: list[str]) -> subprocess.CompletedProcess | None:
+def _library_call(args: list[str]) -> Completed | None:
     """ketch-runc's verb `args[0]` through ketch.runtime, as `ketch-runc --root R ...` would.
 
     Errors come back as the command's would (exit status, `ketch-runc: msg` on
@@ -126,7 +138,7 @@ def _library_call(args: list[str]) -> subprocess.CompletedProcess | None:
     except Exception as exc:  # noqa: BLE001 - a runtime bug is an error line, as from the CLI
         code, err = 1, f"internal error: {type(exc).__name__}: {exc}"
     stderr = f"ketch-runc: {err}\n".encode() if err else b""
-    return subprocess.CompletedProcess(["ketch-runc", *args], code, out, stderr)
+    return Completed(["ketch-runc", *args], code, out, stderr)
 
 
 def _settled(root: str, cid: str) -> bool:

@@ -12,7 +12,6 @@ command), or in a detached `ketch container cleanup` when a foreground
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import time
 
 from ketch.engine import containers, monitor
@@ -52,6 +51,7 @@ def after_exit(conn: sqlite3.Connection, c: Container, *, foreground: bool) -> N
             return
         containers.update(conn, c.id, status="restarting", restart_delay=next_delay(c))
     if foreground:
+        import subprocess  # only for a restart policy's wait: not on a plain exit
         subprocess.Popen([monitor.ketch_binary(), "container", "cleanup", c.id],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 from ketch import paths
 from ketch.engine import usermap
@@ -333,4 +332,5 @@ def write(bundle: str, config: dict) -> None:
 
 def copy_if_missing(src: str, dst: str) -> None:
     if not os.path.exists(dst):
+        import shutil  # rarely needed: not worth its import on every start
         shutil.copyfile(src, dst)
