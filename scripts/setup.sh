@@ -75,6 +75,11 @@ case "$venv_py" in
            sed -i "1s|.*|#!$venv_py -IS|" .venv/bin/ketch-runc
        fi ;;
 esac
+# The same launcher as bin/ketch (it picks the engine's CLI by its name) instead
+# of pip's entry-point script, which runs site first.
+if ! cmp -s .venv/bin/ketch-runc .venv/bin/ketch; then
+    cp .venv/bin/ketch-runc .venv/bin/ketch.tmp && mv .venv/bin/ketch.tmp .venv/bin/ketch
+fi
 # ketch-monitor, the per-container monitor (C: it lives as long as its
 # container), built beside the venv's python where the engine looks for it.
 if [ ! -x .venv/bin/ketch-monitor ] || [ ketch/engine/monitor.c -nt .venv/bin/ketch-monitor ]; then
