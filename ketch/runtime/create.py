@@ -28,6 +28,11 @@ class Undo:
     def pop_all(self) -> None:
         self._callbacks = []
 
+    def adopt(self, other: Undo) -> None:
+        """Take over `other`'s pending callbacks (they run with ours)."""
+        self._callbacks += other._callbacks
+        other._callbacks = []
+
     def __enter__(self) -> Undo:
         return self
 
@@ -62,21 +67,42 @@ def validate(spec: dict, bundle: str) -> str:
     return rootfs
 
 
+def begin(own_console: bool = False) -> dict:
+    """Start stage 1 ahead of create(): its interpreter boots while the caller is
+    still preparing the bundle. Pass the result to create(early=...), or to
+    abandon() if the container will not be created after all."""
+    undo = Undo()
+    early = _start_stage1(None, own_console, 0, undo)
+    early["undo"] = undo
+    return early
+
+
+def abandon(early: dict) -> None:
+    """Stop a begun stage 1 and close what begin() opened."""
+    early["undo"].__exit__(None, None, None)
+
+
 def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
            console_socket: str | None = None, no_pivot: bool = False,
-           preserve_fds: int = 0, own_console: bool = False) -> tuple[Container, int]:
+           preserve_fds: int = 0, own_console: bool = False,
+           early: dict | None = None) -> tuple[Container, int]:
     """Create the container; returns it and the pid of its init.
 
     `own_console` (foreground `run`): with process.terminal and no console
     socket, receive the pty master ourselves; it is left in `c.console`.
+    `early`: begin()'s stage 1 (then with its own_console, and no console
+    socket or preserved fds).
     """
     check_id(cid)
     bundle = os.path.abspath(bundle)
     with Undo() as undo:
-        # Stage 1 first of all: its interpreter boots on the other core while we
-        # read and check the config (it does nothing before "bootstrap", and a
-        # bad config just kills it).
-        early = _start_stage1(console_socket, own_console, preserve_fds, undo)
+        if early is not None:
+            undo.adopt(early.pop("undo"))   # its cleanup is ours now
+        else:
+            # Stage 1 first of all: its interpreter boots on the other core while we
+            # read and check the config (it does nothing before "bootstrap", and a
+            # bad config just kills it).
+            early = _start_stage1(console_socket, own_console, preserve_fds, undo)
         spec = runtime_spec.load(os.path.join(bundle, "config.json"), fastjson.loads)
         rootfs = validate(spec, bundle)
         if spec["process"].get("terminal") and not console_socket and not own_console:
@@ -123,8 +149,9 @@ def _start_stage1(console_socket: str | None, own_console: bool, preserve: int,
     _proc.prctl(_proc.PR_SET_CHILD_SUBREAPER, 1)  # init is re-parented to us, to reap on failure
     stage1, sock = spawn.start_init(keep)
     undo.callback(os.close, sock)
-    undo.callback(_kill_reap, stage1)
-    return {"stage1": stage1, "sock": sock, "console_fd": console_fd, "ours": ours}
+    early = {"stage1": stage1, "sock": sock, "console_fd": console_fd, "ours": ours}
+    undo.callback(_kill_reap_stage1, early)
+    return early
 
 
 def _spawn(c: Container, spec: dict, early: dict, no_pivot: bool, preserve: int,
@@ -137,7 +164,7 @@ def _spawn(c: Container, spec: dict, early: dict, no_pivot: bool, preserve: int,
     ours = early["ours"] if terminal else None
     cg = manager_for(linux.get("cgroupsPath"), c.id)
     undo.callback(cg.destroy)
-    undo.callback(_kill_reap, stage1)  # again: undo runs in reverse, the cgroup must be empty
+    undo.callback(_kill_reap_stage1, early)  # again: undo runs in reverse, the cgroup must be empty
     # linux.devices first: a cgroup we make starts at the default device policy,
     # and the nodes the runtime creates must stay usable without a resources rule.
     cg.create(linux.get("devices"))
@@ -156,7 +183,7 @@ def _spawn(c: Container, spec: dict, early: dict, no_pivot: bool, preserve: int,
             sync.send(sock, "mapped")
         elif kind == "pid":
             pid = msg["pid"]
-            undo.callback(_kill_reap, pid)
+            undo.callback(_kill_reap_init, early, pid)
             c.data["pid"] = pid
             c.data["pid_start"] = _start_time(pid)
         elif kind == "hooks":
@@ -172,6 +199,7 @@ def _spawn(c: Container, spec: dict, early: dict, no_pivot: bool, preserve: int,
             # Stage 1 exited right after sending "pid": reaped now, not then, so we
             # never sit waiting for it to be scheduled while init works.
             spawn.reap(stage1)
+            early["stage1"] = 0   # reaped: its pid is nobody's to signal any more
             if ours is not None:
                 from ketch.runtime import tty
                 c.console = tty.receive_master(ours)
@@ -196,6 +224,28 @@ def _connect(path: str) -> int:
         s.close()
         raise InvalidArgument(f"--console-socket {path}: {exc.strerror}") from None
     return s.detach()
+
+
+def _kill_reap_stage1(early: dict) -> None:
+    if early["stage1"]:
+        _kill_reap(early["stage1"])
+        early["stage1"] = 0
+
+
+def _kill_reap_init(early: dict, pid: int) -> None:
+    """Kill init and wait until it is gone, so that its cgroup can be removed.
+
+    init is stage 1's child until stage 1 exits (it does right after sending
+    init's pid); only then is it re-parented to us (a subreaper) and can we
+    wait for it. Waiting for it earlier fails at once (not our child), and the
+    cgroup would still list it, dying, when it is removed.
+    """
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    _kill_reap_stage1(early)   # it has nothing left to do once it sent the pid
+    spawn.reap(pid)
 
 
 def _kill_reap(pid: int) -> None:
