@@ -97,12 +97,13 @@ def _claim_name(conn: sqlite3.Connection, cid: str, opts: CreateOptions, image) 
 
 
 def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False,
-          restarting: bool = False):
+          restarting: bool = False, creator: monitor.Creator | None = None):
     """Mount, write config.json, let the monitor create the container, network it, start it.
 
     Returns the attach socket (connected before `start`, so no output is lost)
     when `attach` is true, else None. `restarting`: a restart policy's attempt,
-    which a `stop` that got the lock first cancels.
+    which a `stop` that got the lock first cancels. `creator`: a monitor.Creator
+    the caller forked early (`run`), used if the runtime is ketch-runc.
     """
     from ketch.engine import images, networks
     with locked(c.id):
@@ -141,7 +142,7 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False,
                 pid, mon = monitor.launch(
                     c.id, c.name, str(b), opts.runtime, tty=opts.tty, stdin=opts.interactive,
                     log_path=log, log_max=_log_max(opts), log_files=_log_files(opts),
-                    meanwhile=lambda: _preload(opts, mode, attach))
+                    meanwhile=lambda: _preload(opts, mode, attach), creator=creator)
             except KetchError as exc:
                 containers.update(conn, c.id, exit_code=exc.exit_code, error=str(exc))
                 raise

@@ -80,16 +80,17 @@ def monitor_binary() -> str:
 
 def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: bool,
            log_path: str | None, log_max: int = 0, log_files: int = 1,
-           meanwhile=None) -> tuple[int, int]:
+           meanwhile=None, creator: Creator | None = None) -> tuple[int, int]:
     """Start the monitor and create the container; return (container pid, monitor pid).
 
     For ketch-runc (served in-process, ocicli.in_process) a forked child of
-    this process creates the container through ketch.runtime and then execs
-    the monitor, which adopts it (the container's init is that child's child
-    already): no interpreter start for `ketch-runc create`. Namespace work
-    still happens only in a freshly exec'd interpreter (stage 1, spawn.py).
-    Other runtimes, or a process that has started threads: the monitor runs
-    `<runtime> create` itself.
+    this process (a Creator: `creator`, forked early by the caller, or here)
+    creates the container through ketch.runtime and then execs the monitor,
+    which adopts it (the container's init is that child's child already): no
+    interpreter start for `ketch-runc create`. Namespace work still happens
+    only in a freshly exec'd interpreter (stage 1, spawn.py). Other runtimes,
+    or a process that has started threads: the monitor runs `<runtime>
+    create` itself.
 
     `meanwhile()` runs while the container is being created (tens of
     milliseconds, mostly on the other core): the caller's chance to load what
@@ -117,30 +118,38 @@ def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: 
             # A tty client leaves by detaching (ctrl-p ctrl-q), which must not end the
             # container's stdin; a pipe's EOF must (Docker's StdinOnce).
             argv.append("--leave-stdin-open")
-    r, w = os.pipe()
-    child = proc = None
-    try:
-        if ocicli.in_process(runtime) and _single_threaded():
-            child = _fork_creator(argv, cid, bundle, tty=tty, stdin=stdin, sync_w=w)
-        else:
-            import subprocess
-            rt = ocicli.base_args(runtime)
-            argv += ["--runtime", rt[0], "--pidfile", str(sdir / "pidfile")]
-            for arg in rt[1:]:
-                argv += ["--runtime-arg", arg]
+    if not ocicli.in_process(runtime):
+        if creator is not None:
+            creator.abandon()
+        creator = None
+    elif creator is None:
+        creator = prefork(tty=tty, stdin=stdin)
+    if creator is not None:
+        creator.go(cid, bundle, argv)
+        if meanwhile is not None:
+            meanwhile()
+        msg = creator.result()
+    else:
+        import subprocess
+        rt = ocicli.base_args(runtime)
+        argv += ["--runtime", rt[0], "--pidfile", str(sdir / "pidfile")]
+        for arg in rt[1:]:
+            argv += ["--runtime-arg", arg]
+        r, w = os.pipe()
+        try:
             env = dict(os.environ, _OCI_SYNCPIPE=str(w))
             proc = subprocess.Popen(argv, pass_fds=(w,), env=env, cwd=bundle,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, start_new_session=True)
-        os.close(w)
-        w = -1
-        if meanwhile is not None:
-            meanwhile()
-        msg = _read_sync(r, proc, child)
-    finally:
-        os.close(r)
-        if w >= 0:
             os.close(w)
+            w = -1
+            if meanwhile is not None:
+                meanwhile()
+            msg = _read_sync(r, proc)
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
     pid = int(msg.get("data", -1))
     if pid <= 0:
         raise create_error(str(msg.get("message") or "container create failed"))
@@ -156,18 +165,62 @@ def _single_threaded() -> bool:
     return threading is None or threading.active_count() == 1
 
 
-def _fork_creator(argv: list[str], cid: str, bundle: str, *, tty: bool, stdin: bool,
-                  sync_w: int) -> int:
-    """Fork the process that creates the container and then becomes its monitor."""
-    from ketch.runtime import create as _create  # loaded before the fork: not twice
-    root = os.path.abspath(paths.runtime_state_root())
+class Creator:
+    """A forked child that will create a ketch-runc container and become its monitor.
+
+    Forked by prefork() as early as the caller likes: it starts init's stage 1
+    at once (ketch.runtime.create.begin), so that interpreter boots while this
+    process is still resolving the image and mounting the rootfs, then waits
+    for go(). A Creator never told to go ends, with its stage 1, when
+    abandon() closes its pipe (abandon after go is a no-op).
+    """
+
+    def __init__(self, pid: int, go_w: int, sync_r: int):
+        self.pid, self._go_w, self._sync_r = pid, go_w, sync_r
+
+    def go(self, cid: str, bundle: str, argv: list[str]) -> None:
+        root = os.path.abspath(paths.runtime_state_root())
+        msg = json.dumps({"cid": cid, "bundle": bundle, "root": root, "argv": argv})
+        try:
+            os.write(self._go_w, msg.encode() + b"\n")
+        finally:
+            os.close(self._go_w)
+            self._go_w = -1
+
+    def result(self) -> dict:
+        try:
+            return _read_sync(self._sync_r, None, self.pid)
+        finally:
+            os.close(self._sync_r)
+            self._sync_r = -1
+
+    def abandon(self) -> None:
+        if self._go_w < 0:
+            return
+        os.close(self._go_w)   # EOF: it stops its stage 1 and exits
+        self._go_w = -1
+        os.close(self._sync_r)
+        self._sync_r = -1
+        os.waitpid(self.pid, 0)
+
+
+def prefork(*, tty: bool, stdin: bool) -> Creator | None:
+    """Fork a Creator (None when this process runs threads: no fork then)."""
+    if not _single_threaded():
+        return None
+    go_r, go_w = os.pipe()
+    sync_r, sync_w = os.pipe()
     child = os.fork()
     if child:
-        return child
+        os.close(go_r)
+        os.close(sync_w)
+        return Creator(child, go_w, sync_r)
+    early = None
     try:   # the child: never returns into the caller's code
+        _close_fds_except(go_r, sync_w)
         os.setsid()
         null = os.open("/dev/null", os.O_RDWR)
-        extra: list[int] = []
+        extra: list[str] = []
         if tty:
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
@@ -184,8 +237,19 @@ def _fork_creator(argv: list[str], cid: str, bundle: str, *, tty: bool, stdin: b
             extra = ["--stdout-fd", str(out_r), "--stderr-fd", str(err_r)]
             if stdin:
                 extra += ["--stdin-fd", str(in_w)]
-        os.chdir(bundle)
-        c, pid = _create.create(root, cid, bundle, own_console=tty)
+        from ketch.runtime import create as _create
+        early = _create.begin(own_console=tty)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = os.read(go_r, 65536)
+            if not chunk:
+                _create.abandon(early)   # the caller gave up before go()
+                os._exit(0)
+            line += chunk
+        go = json.loads(line)
+        os.chdir(go["bundle"])
+        c, pid = _create.create(go["root"], go["cid"], go["bundle"], own_console=tty,
+                                early=early)
         if tty:
             extra = ["--master-fd", str(c.console)]
         for i in range(1, len(extra), 2):
@@ -194,14 +258,27 @@ def _fork_creator(argv: list[str], cid: str, bundle: str, *, tty: bool, stdin: b
         for fd in (0, 1, 2):   # the container has its own copies now
             os.dup2(null, fd)
         env = dict(os.environ, _OCI_SYNCPIPE=str(sync_w))
-        os.execve(argv[0], [*argv, "--adopt-pid", str(pid), *extra], env)
+        os.execve(go["argv"][0], [*go["argv"], "--adopt-pid", str(pid), *extra], env)
     except BaseException as exc:  # noqa: BLE001 - reported on the sync pipe, as the monitor would
         try:
+            if early is not None and "undo" in early:
+                from ketch.runtime import create as _create
+                _create.abandon(early)
             os.write(sync_w, (json.dumps({"data": -1, "message": _runtime_message(exc)}) +
                               "\n").encode())
         finally:
             os._exit(1)
     os._exit(1)
+
+
+def _close_fds_except(*keep: int) -> None:
+    """Close every fd above 2 but `keep`: nothing the caller inherited reaches the
+    monitor (which lives as long as the container) or stage 1."""
+    last = 2
+    for fd in sorted(keep):
+        os.closerange(last + 1, fd)
+        last = fd
+    os.closerange(last + 1, max(65536, os.sysconf("SC_OPEN_MAX")))
 
 
 def _runtime_message(exc: BaseException) -> str:
@@ -214,7 +291,7 @@ def _runtime_message(exc: BaseException) -> str:
     return f"ketch-runc: internal error: {type(exc).__name__}: {exc}"
 
 
-def _read_sync(fd: int, proc, child: int | None) -> dict:
+def _read_sync(fd: int, proc, child: int | None = None) -> dict:
     """The monitor's JSON line; `proc` is its Popen, or `child` the forked creator."""
     buf = b""
     while b"\n" not in buf:
