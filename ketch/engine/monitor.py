@@ -239,6 +239,7 @@ def prefork(*, tty: bool, stdin: bool) -> Creator | None:
                 extra += ["--stdin-fd", str(in_w)]
         from ketch.runtime import create as _create
         early = _create.begin(own_console=tty)
+        _create.warm()   # while the caller prepares the bundle, not after its go
         line = b""
         while not line.endswith(b"\n"):
             chunk = os.read(go_r, 65536)

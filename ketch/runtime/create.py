@@ -77,6 +77,13 @@ def begin(own_console: bool = False) -> dict:
     return early
 
 
+def warm() -> None:
+    """Import what create() loads on its way (~5 ms here): for a caller that has
+    time before it (a Creator waiting for its go, engine/monitor.py)."""
+    from ketch.runtime import caps, hooks, log, seccomp, tty  # noqa: F401
+    from ketch.runtime.cgroups import devices, fs, layout, v1, v2, validate  # noqa: F401
+
+
 def abandon(early: dict) -> None:
     """Stop a begun stage 1 and close what begin() opened."""
     early["undo"].__exit__(None, None, None)
