@@ -149,9 +149,6 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False,
             if mode.kind == "bridge":
                 _attach_network(conn, c, mode, pid, hostname)
                 undo.callback(networks.detach, conn, c.id)
-            elif mode.kind == "none":
-                from ketch.engine.loopback import loopback_up
-                loopback_up(pid)
             sock = monitor.attach_socket(c.id) if attach else None
             if sock is not None:
                 undo.callback(sock.close)
@@ -170,8 +167,6 @@ def start(conn: sqlite3.Connection, c: Container, *, attach: bool = False,
 def _preload(opts: CreateOptions, mode, attach: bool) -> None:
     """What the rest of start and the exit's cleanup import, loaded while the monitor creates."""
     ocicli.preload(opts.runtime)
-    if mode.kind == "none":
-        import ketch.engine.loopback  # noqa: F401
     if attach:
         import ketch.engine.attach  # noqa: F401
         import ketch.engine.restart  # noqa: F401

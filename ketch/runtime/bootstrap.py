@@ -88,6 +88,11 @@ def _enter_namespaces(sock: int, spec: dict) -> None:
         flags |= _ns.NS_FLAGS[kind]
     if flags:
         _ns.unshare(flags)
+    if "network" in new:
+        # As runc does: a new network namespace has `lo`, down; it is brought up
+        # (the kernel then gives it 127.0.0.1 and ::1), which is Docker's `none`.
+        from ketch._sys import netif
+        netif.set_up("lo")
 
 
 def _join_container(pid: int, join_user: bool) -> None:

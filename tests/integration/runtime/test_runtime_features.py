@@ -184,3 +184,15 @@ def test_foreground_run_relays_its_own_terminal(runc, bundle):
         assert proc.stdout.replace("\r", "").split()[0].startswith("/dev/pts/")
     finally:
         runc("delete", "--force", "c3", check=True)
+
+
+def test_a_new_network_namespace_has_lo_up(runc, bundle):
+    """As runc: lo comes up in a network namespace the runtime creates (the kernel
+    then gives it 127.0.0.1), which is what Docker's `--network none` shows."""
+    assert any(n["type"] == "network" and not n.get("path")
+               for n in bundle.config["linux"]["namespaces"])
+    bundle.process["args"] = ["sh", "-c", "cat /sys/class/net/lo/flags; ls /sys/class/net"]
+    proc = runc.run(bundle)
+    assert proc.returncode == 0, proc.stderr
+    flags, *links = proc.stdout.split()
+    assert int(flags, 16) & 0x1 and links == ["lo"]   # IFF_UP; and nothing but lo
