@@ -26,7 +26,7 @@ def _conn():
     return containers.connect()
 
 
-def _create(kw: dict):
+def _create(kw: dict, cid: str | None = None):
     from ketch.engine import lifecycle
     from ketch.errors import NotFound
     opts = to_options(kw)
@@ -34,13 +34,13 @@ def _create(kw: dict):
     if kw.get("pull") == "always":
         _pull(opts.image, kw.get("platform"))
     try:
-        return conn, lifecycle.create(conn, opts)
+        return conn, lifecycle.create(conn, opts, cid)
     except NotFound as exc:
         if kw.get("pull") == "never" or "image" not in str(exc).lower():
             raise
     echo(f"Unable to find image '{opts.image}' locally", err=True)
     _pull(opts.image, kw.get("platform"))
-    return conn, lifecycle.create(conn, opts)
+    return conn, lifecycle.create(conn, opts, cid)
 
 
 def _pull(ref: str, platform: str | None) -> None:
@@ -66,7 +66,7 @@ def _cmd_run(**kw):
     creator = _prefork(kw)
     try:
         from ketch.engine import lifecycle
-        conn, c = _create(kw)
+        conn, c = _create(kw, creator.cid if creator is not None else None)
         if kw["detach"]:
             try:
                 lifecycle.start(conn, c, creator=creator)
@@ -92,10 +92,11 @@ def _prefork(kw: dict):
     """For ketch-runc: fork the container's creator-to-be now, so that init's
     first interpreter boots while the image is resolved and the rootfs mounted
     (engine/monitor.py, Creator)."""
-    from ketch.engine import monitor, ocicli
+    from ketch.engine import containers, monitor, ocicli
     if not ocicli.in_process(kw.get("runtime") or ""):
         return None
-    return monitor.prefork(tty=bool(kw.get("tty")), stdin=bool(kw.get("interactive")))
+    return monitor.prefork(tty=bool(kw.get("tty")), stdin=bool(kw.get("interactive")),
+                           cid=containers.new_id())
 
 
 def run_attached(conn, c, creator=None) -> int:

@@ -47,8 +47,10 @@ def drop_lock(cid: str) -> None:
     (paths.runroot() / "locks" / cid).unlink(missing_ok=True)
 
 
-def create(conn: sqlite3.Connection, opts: CreateOptions) -> Container:
-    """Record the container and prepare its rootfs snapshot (nothing runs yet)."""
+def create(conn: sqlite3.Connection, opts: CreateOptions, cid: str | None = None) -> Container:
+    """Record the container and prepare its rootfs snapshot (nothing runs yet).
+
+    `cid`: the id to give it (a `run` that forked its creator early chose it)."""
     from ketch.engine import images, networks, volumes
 
     networks.mode(opts.network)  # validate the --network value before anything exists
@@ -64,7 +66,7 @@ def create(conn: sqlite3.Connection, opts: CreateOptions) -> Container:
     for m in opts.mounts:
         if m.type == "volume" and not m.source:
             m.source = os.urandom(32).hex()  # anonymous volume, named now
-    cid = containers.new_id()
+    cid = cid or containers.new_id()
     with contextlib.ExitStack() as undo:
         name = _claim_name(conn, cid, opts, image)
         undo.callback(containers.delete, conn, cid)

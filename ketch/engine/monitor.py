@@ -175,14 +175,16 @@ class Creator:
     abandon() closes its pipe (abandon after go is a no-op).
     """
 
-    def __init__(self, pid: int, go_w: int, sync_r: int):
-        self.pid, self._go_w, self._sync_r = pid, go_w, sync_r
+    def __init__(self, pid: int, go_w: int, sync_r: int, cid: str | None):
+        self.pid, self._go_w, self._sync_r, self.cid = pid, go_w, sync_r, cid
 
     def go(self, cid: str, bundle: str, argv: list[str]) -> None:
         root = os.path.abspath(paths.runtime_state_root())
         msg = json.dumps({"cid": cid, "bundle": bundle, "root": root, "argv": argv})
         try:
             os.write(self._go_w, msg.encode() + b"\n")
+        except BrokenPipeError:
+            pass   # it has ended already: result() reads why
         finally:
             os.close(self._go_w)
             self._go_w = -1
@@ -204,8 +206,11 @@ class Creator:
         os.waitpid(self.pid, 0)
 
 
-def prefork(*, tty: bool, stdin: bool) -> Creator | None:
-    """Fork a Creator (None when this process runs threads: no fork then)."""
+def prefork(*, tty: bool, stdin: bool, cid: str | None = None) -> Creator | None:
+    """Fork a Creator (None when this process runs threads: no fork then).
+
+    With `cid` (the id the container will have) it also makes the container's
+    cgroup while it waits, and moves stage 1 into it (create.precgroup)."""
     if not _single_threaded():
         return None
     go_r, go_w = os.pipe()
@@ -214,7 +219,7 @@ def prefork(*, tty: bool, stdin: bool) -> Creator | None:
     if child:
         os.close(go_r)
         os.close(sync_w)
-        return Creator(child, go_w, sync_r)
+        return Creator(child, go_w, sync_r, cid)
     early = None
     try:   # the child: never returns into the caller's code
         _close_fds_except(go_r, sync_w)
@@ -240,6 +245,11 @@ def prefork(*, tty: bool, stdin: bool) -> Creator | None:
         from ketch.runtime import create as _create
         early = _create.begin(own_console=tty)
         _create.warm()   # while the caller prepares the bundle, not after its go
+        if cid:
+            try:
+                _create.precgroup(early, cid)
+            except (OSError, KetchError):
+                pass   # create() makes it then, and reports what fails
         line = b""
         while not line.endswith(b"\n"):
             chunk = os.read(go_r, 65536)

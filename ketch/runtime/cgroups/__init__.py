@@ -84,8 +84,7 @@ class CgroupManager:
         `devices` is linux.devices: the nodes it makes stay usable (they are
         allowed after any linux.resources.devices rules, now and on set()).
         """
-        self.linux_devices = [{k: d.get(k) for k in ("type", "major", "minor")}
-                              for d in devices or [] if isinstance(d, dict)]
+        self.linux_devices = _device_keys(devices)
         try:
             for mount in dict.fromkeys(self.mounts.values()):
                 self._mkdirs(mount)
@@ -100,6 +99,11 @@ class CgroupManager:
             except FailedPrecondition:
                 pass  # keep the original error: it says why create failed
             raise
+
+    def allow_linux_devices(self, devices: list | None) -> None:
+        """linux.devices for a cgroup create() made before the config was known."""
+        self.linux_devices = _device_keys(devices)
+        self._default_devices()
 
     def _default_devices(self) -> None:
         """Deny every device but the defaults and linux.devices, in a cgroup we made.
@@ -297,6 +301,11 @@ class CgroupManager:
         m = cls(d["mode"], d["path"], d["paths"], d.get("created"), d.get("mounts"))
         m.linux_devices = list(d.get("linux_devices") or [])
         return m
+
+
+def _device_keys(devices: list | None) -> list[dict]:
+    return [{k: d.get(k) for k in ("type", "major", "minor")}
+            for d in devices or [] if isinstance(d, dict)]
 
 
 def _remove_tree(top: str, deadline: float) -> None:
