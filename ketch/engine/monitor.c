@@ -76,18 +76,10 @@ static int sync_fd = -1;
 
 /* ---- reporting ----------------------------------------------------------- */
 
-static void json_str(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-}
+static size_t json_escape(char *out, const unsigned char *p, size_t n);
+static char *jbuf;
+static size_t jcap;
+static void jreserve(size_t need);
 
 static void report(long pid, const char *msg)
 {
@@ -98,9 +90,10 @@ static void report(long pid, const char *msg)
         return;
     fprintf(f, "{\"data\": %ld", pid);
     if (msg) {
-        fputs(", \"message\": \"", f);
-        json_str(f, msg);
-        fputc('"', f);
+        size_t n = strlen(msg);
+        jreserve(n * 6 + 1);
+        size_t j = json_escape(jbuf, (const unsigned char *)msg, n);
+        fprintf(f, ", \"message\": \"%.*s\"", (int)j, jbuf);
     }
     fputs("}\n", f);
     fclose(f);
@@ -179,8 +172,6 @@ struct stream {
 
 static int log_fd = -1;
 static long long log_size;
-static char *jbuf;
-static size_t jcap;
 
 static void jreserve(size_t need)
 {
@@ -245,10 +236,49 @@ static void rotate(void)
     }
 }
 
+/* JSON string contents for bytes p[0..n) into out (room for 6n): Go's encoding, as
+ * Docker's json-file writes it: invalid UTF-8 becomes U+FFFD, and <, > and & are
+ * escaped along with the control characters. Returns the length written. */
+static size_t json_escape(char *out, const unsigned char *p, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t j = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            size_t k = utf8_len(p + i, n - i);
+            if (k) {
+                memcpy(out + j, p + i, k);
+                j += k;
+                i += k;
+            } else {
+                memcpy(out + j, "\\ufffd", 6);
+                j += 6;
+                i++;
+            }
+            continue;
+        }
+        i++;
+        const char *two = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
+                        : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+        if (two) {
+            memcpy(out + j, two, 2);
+            j += 2;
+        } else if (c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&') {
+            memcpy(out + j, "\\u00", 4);
+            out[j + 4] = hex[c >> 4];
+            out[j + 5] = hex[c & 15];
+            j += 6;
+        } else {
+            out[j++] = (char)c;
+        }
+    }
+    return j;
+}
+
 /* One record: the bytes (a line with its newline, or a cut part of one). */
 static void log_record(const struct stream *s, const char *data, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     struct timespec ts;
     struct tm tm;
     char when[64];
@@ -260,49 +290,8 @@ static void log_record(const struct stream *s, const char *data, size_t n)
     snprintf(when + wl, sizeof when - wl, ".%09ldZ", ts.tv_nsec);
 
     jreserve(n * 6 + 128);
-    size_t j = 0;
     memcpy(jbuf, "{\"log\":\"", 8);
-    j = 8;
-    const unsigned char *p = (const unsigned char *)data;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        if (c >= 0x80) {
-            size_t k = utf8_len(p + i, n - i);
-            if (k) {
-                memcpy(jbuf + j, p + i, k);
-                j += k;
-                i += k;
-            } else { /* as Go's encoder: invalid bytes become U+FFFD */
-                memcpy(jbuf + j, "\\ufffd", 6);
-                j += 6;
-                i++;
-            }
-            continue;
-        }
-        i++;
-        switch (c) {
-        case '"': jbuf[j++] = '\\'; jbuf[j++] = '"'; break;
-        case '\\': jbuf[j++] = '\\'; jbuf[j++] = '\\'; break;
-        case '\n': jbuf[j++] = '\\'; jbuf[j++] = 'n'; break;
-        case '\r': jbuf[j++] = '\\'; jbuf[j++] = 'r'; break;
-        case '\t': jbuf[j++] = '\\'; jbuf[j++] = 't'; break;
-        case '<': case '>': case '&': /* Docker's encoder escapes these too */
-            memcpy(jbuf + j, "\\u00", 4);
-            jbuf[j + 4] = hex[c >> 4];
-            jbuf[j + 5] = hex[c & 15];
-            j += 6;
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                memcpy(jbuf + j, "\\u00", 4);
-                jbuf[j + 4] = hex[c >> 4];
-                jbuf[j + 5] = hex[c & 15];
-                j += 6;
-            } else {
-                jbuf[j++] = (char)c;
-            }
-        }
-    }
+    size_t j = 8 + json_escape(jbuf + 8, (const unsigned char *)data, n);
     j += (size_t)snprintf(jbuf + j, jcap - j, "\",\"stream\":\"%s\",\"time\":\"%s\"}\n",
                           s->name, when);
     if (write_all(log_fd, jbuf, j) == 0)
