@@ -22,40 +22,21 @@ addressof = _ctypes.addressof
 get_errno = _ctypes.get_errno
 
 
-class c_int(_ctypes._SimpleCData):  # noqa: N801 - ctypes' names
-    _type_ = "i"
+def _simple(name: str, code: str) -> type:
+    """A C scalar type, as ctypes defines it (`_type_` is struct's format letter)."""
+    return type(name, (_ctypes._SimpleCData,), {"_type_": code})
 
 
-class c_uint(_ctypes._SimpleCData):  # noqa: N801
-    _type_ = "I"
-
-
-class c_long(_ctypes._SimpleCData):  # noqa: N801
-    _type_ = "l"
-
-
-class c_ulong(_ctypes._SimpleCData):  # noqa: N801
-    _type_ = "L"
-
-
-class c_ushort(_ctypes._SimpleCData):  # noqa: N801
-    _type_ = "H"
-
-
-class c_char(_ctypes._SimpleCData):  # noqa: N801
-    _type_ = "c"
-
-
-class c_void_p(_ctypes._SimpleCData):  # noqa: N801
-    _type_ = "P"
-
-
-class c_uint32(_ctypes._SimpleCData):  # noqa: N801
-    _type_ = "I"
-
-
-class c_uint64(_ctypes._SimpleCData):  # noqa: N801
-    _type_ = "Q"
+# ctypes' names for the scalar types the bindings use
+c_int = _simple("c_int", "i")
+c_uint = _simple("c_uint", "I")
+c_long = _simple("c_long", "l")
+c_ulong = _simple("c_ulong", "L")
+c_ushort = _simple("c_ushort", "H")
+c_char = _simple("c_char", "c")
+c_void_p = _simple("c_void_p", "P")
+c_uint64 = _simple("c_uint64", "Q")
+c_uint32 = c_uint   # as in ctypes: the same C type
 
 
 class _LibcFunc(_ctypes.CFuncPtr):
