@@ -8,13 +8,13 @@ container's stdin, which is how `echo hi | ketch run -i ... cat` finishes.
 
 from __future__ import annotations
 
+import _socket  # the C module (monitor.attach_socket says why)
 import contextlib
 import os
 import select
 import sys
 
 STDOUT, STDERR = 2, 3
-_SHUT_WR = 1   # socket.SHUT_WR, without importing `socket` (see monitor.attach_socket)
 
 
 @contextlib.contextmanager
@@ -65,7 +65,7 @@ def pump(sock, *, stdin: bool, tty: bool, detach_keys: bytes = b"\x10\x11",
                 if not data:
                     if not tty:   # a pipe's EOF closes the container's stdin
                         with contextlib.suppress(OSError):
-                            sock.shutdown(_SHUT_WR)
+                            sock.shutdown(_socket.SHUT_WR)
                     fds.remove(in_fd)
                     continue
                 if tty:

@@ -84,7 +84,8 @@ def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: 
     """Start the monitor and create the container; return (container pid, monitor pid).
 
     For ketch-runc (served in-process, ocicli.in_process) a forked child of
-    this process (a Creator: `creator`, forked early by the caller, or here)
+    this process (a Creator: `creator`, which the caller forks early only for
+    that runtime, or one forked here)
     creates the container through ketch.runtime and then execs the monitor,
     which adopts it (the container's init is that child's child already): no
     interpreter start for `ketch-runc create`. Namespace work still happens
@@ -118,11 +119,7 @@ def launch(cid: str, name: str, bundle: str, runtime: str, *, tty: bool, stdin: 
             # A tty client leaves by detaching (ctrl-p ctrl-q), which must not end the
             # container's stdin; a pipe's EOF must (Docker's StdinOnce).
             argv.append("--leave-stdin-open")
-    if not ocicli.in_process(runtime):
-        if creator is not None:
-            creator.abandon()
-        creator = None
-    elif creator is None:
+    if creator is None and ocicli.in_process(runtime):
         creator = prefork(tty=tty, stdin=stdin)
     if creator is not None:
         creator.go(cid, bundle, argv)

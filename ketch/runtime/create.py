@@ -37,6 +37,10 @@ class Undo:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.run()
+
+    def run(self) -> None:
+        """Run the pending callbacks, newest first (errors are swallowed)."""
         while self._callbacks:
             fn, args = self._callbacks.pop()
             try:
@@ -102,7 +106,7 @@ def warm() -> None:
 
 def abandon(early: dict) -> None:
     """Stop a begun stage 1 and close what begin() opened."""
-    early["undo"].__exit__(None, None, None)
+    early["undo"].run()
 
 
 def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
