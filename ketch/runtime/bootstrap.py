@@ -69,12 +69,19 @@ def _enter_namespaces(sock: int, spec: dict) -> None:
             except OSError as exc:
                 raise OSError(exc.errno, f"open namespace {kind}", path) from exc
             joins.append((kind, path, fd))
+    new = {kind for kind, path in wanted if not path}
+    # The parent moves us into the container's cgroup while we boot and unshare, and
+    # says "cgroup" when we are in it (on v1 the move waits for an RCU grace period,
+    # 7-15 ms here). A new cgroup namespace is rooted where we stand when it is made,
+    # and a user namespace changes who owns what we make: those wait for the word.
+    waited = "user" in new or any(kind in ("user", "cgroup") for kind, _p, _f in joins)
+    if waited:
+        _in_cgroup(sock)
     # The user namespace first (runc's order): the others may be owned by it.
     joins.sort(key=lambda j: j[0] != "user")
     for kind, path, fd in joins:
         _ns.setns(fd, _ns.NS_FLAGS[kind], f"{kind} {path}")
         os.close(fd)
-    new = {kind for kind, path in wanted if not path}
     if "user" in new:
         # Alone first: the parent maps our ids before anything is created in it.
         _ns.unshare(_ns.CLONE_NEWUSER)
@@ -83,8 +90,9 @@ def _enter_namespaces(sock: int, spec: dict) -> None:
             os._exit(1)
         # No setresuid(0) yet: our host uid still owns the bundle's path (which may sit
         # under a 0700 /root); init switches to the process's user at the very end.
+    later = set() if waited else new & {"cgroup"}
     flags = 0
-    for kind in new - {"user"}:
+    for kind in new - {"user"} - later:
         flags |= _ns.NS_FLAGS[kind]
     if flags:
         _ns.unshare(flags)
@@ -93,6 +101,15 @@ def _enter_namespaces(sock: int, spec: dict) -> None:
         # (the kernel then gives it 127.0.0.1 and ::1), which is Docker's `none`.
         from ketch._sys import netif
         netif.set_up("lo")
+    if not waited:
+        _in_cgroup(sock)
+    if later:
+        _ns.unshare(_ns.CLONE_NEWCGROUP)
+
+
+def _in_cgroup(sock: int) -> None:
+    if sync.recv(sock, "cgroup")["type"] != "cgroup":
+        os._exit(1)
 
 
 def _join_container(pid: int, join_user: bool) -> None:

@@ -18,17 +18,9 @@ def _out(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
-def _create_opts(opts: dict) -> dict:
-    preserve = opts.get("preserve_fds") or "0"
-    if not str(preserve).isdigit():
-        raise InvalidArgument(f"--preserve-fds: not a number: {preserve!r}")
-    return {"pid_file": opts.get("pid_file"), "console_socket": opts.get("console_socket"),
-            "no_pivot": bool(opts.get("no_pivot")), "preserve_fds": int(preserve)}
-
-
-def cmd_create(root: str, opts: dict, pos: list[str]) -> int:
-    from ketch.runtime.create import create
-    create(root, pos[0], opts.get("bundle") or ".", **_create_opts(opts))
+def cmd_create(root: str, opts: dict, pos: list[str], early: dict | None = None) -> int:
+    from ketch.runtime.create import create, options
+    create(root, pos[0], opts.get("bundle") or ".", **options(opts), early=early)
     return 0
 
 
@@ -38,11 +30,11 @@ def cmd_start(root: str, opts: dict, pos: list[str]) -> int:
     return 0
 
 
-def cmd_run(root: str, opts: dict, pos: list[str]) -> int:
+def cmd_run(root: str, opts: dict, pos: list[str], early: dict | None = None) -> int:
     from ketch.runtime import container, run
-    from ketch.runtime.create import create
-    c, pid = create(root, pos[0], opts.get("bundle") or ".", **_create_opts(opts),
-                    own_console=not opts.get("detach"))
+    from ketch.runtime.create import create, options
+    c, pid = create(root, pos[0], opts.get("bundle") or ".", **options(opts),
+                    own_console=not opts.get("detach"), early=early)
     try:
         container.start(c)
     except BaseException:
@@ -72,8 +64,12 @@ def cmd_delete(root: str, opts: dict, pos: list[str]) -> int:
     try:
         c = Container.load(root, pos[0])
     except Exception:
-        if opts.get("force") and not os.path.exists(os.path.join(root, pos[0])):
-            return 0  # runc: delete --force of a missing container succeeds
+        if opts.get("force"):
+            # runc: delete --force of a missing container succeeds. A directory whose
+            # state.json is missing or torn (a crash mid-create: state is written
+            # without fsync) has nothing left to stop: it goes too.
+            Container(root, pos[0], {}).remove()
+            return 0
         raise
     container.delete(c, bool(opts.get("force")))
     return 0

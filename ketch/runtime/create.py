@@ -1,8 +1,11 @@
 """`create`: bundle -> a container whose init waits on exec.fifo for `start`.
 
-Everything is checked before anything is made; once things are made, an
-undo list reverses them on any failure (kill init, remove the
-cgroup, remove the state dir), so bad input leaves nothing behind.
+Order, for speed: init's stage 1 is spawned first (its interpreter boots on
+the other core), then the id is claimed (its state dir), the cgroup made and
+stage 1 moved into it on a thread (the move waits for an RCU grace period)
+while the rest of the config is checked. Whatever is made is on an undo list
+that reverses it on any failure (kill init, remove the cgroup, remove the
+state dir), so bad input leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -11,8 +14,7 @@ import os
 import time
 
 from ketch.errors import AlreadyExists, FailedPrecondition, InvalidArgument, KetchError
-from ketch.oci import runtime_spec
-from ketch.runtime import fastjson, spawn, sync
+from ketch.runtime import spawn, sync
 from ketch.runtime.state import CREATING, Container, check_id
 
 
@@ -51,6 +53,7 @@ class Undo:
 
 def validate(spec: dict, bundle: str) -> str:
     """Check the whole config; return the absolute rootfs path."""
+    from ketch.oci import runtime_spec
     runtime_spec.check(spec)
     linux = spec.get("linux") or {}
     from ketch.runtime import caps, log
@@ -71,12 +74,27 @@ def validate(spec: dict, bundle: str) -> str:
     return rootfs
 
 
-def begin(own_console: bool = False) -> dict:
+def options(opts: dict) -> dict:
+    """create()'s keyword arguments from `create`/`run`'s parsed command-line flags."""
+    preserve = opts.get("preserve_fds") or "0"
+    if not str(preserve).isdigit():
+        raise InvalidArgument(f"--preserve-fds: not a number: {preserve!r}")
+    return {"pid_file": opts.get("pid_file"), "console_socket": opts.get("console_socket"),
+            "no_pivot": bool(opts.get("no_pivot")), "preserve_fds": int(preserve)}
+
+
+def begin(own_console: bool = False, console_socket: str | None = None,
+          preserve_fds: int = 0) -> dict:
     """Start stage 1 ahead of create(): its interpreter boots while the caller is
-    still preparing the bundle. Pass the result to create(early=...), or to
-    abandon() if the container will not be created after all."""
+    still loading code or preparing the bundle. Pass the result to
+    create(early=...) with the same arguments, or to abandon() if the container
+    will not be created after all."""
     undo = Undo()
-    early = _start_stage1(None, own_console, 0, undo)
+    try:
+        early = _start_stage1(console_socket, own_console, preserve_fds, undo)
+    except BaseException:
+        undo.run()
+        raise
     early["undo"] = undo
     return early
 
@@ -105,8 +123,11 @@ def warm() -> None:
 
 
 def abandon(early: dict) -> None:
-    """Stop a begun stage 1 and close what begin() opened."""
-    early["undo"].run()
+    """Stop a begun stage 1 and close what begin() opened (nothing, once create()
+    has taken it over)."""
+    undo = early.pop("undo", None)
+    if undo is not None:
+        undo.run()
 
 
 def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
@@ -117,8 +138,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
 
     `own_console` (foreground `run`): with process.terminal and no console
     socket, receive the pty master ourselves; it is left in `c.console`.
-    `early`: begin()'s stage 1 (then with its own_console, and no console
-    socket or preserved fds).
+    `early`: begin()'s stage 1, begun with the same console and fd arguments.
     """
     check_id(cid)
     bundle = os.path.abspath(bundle)
@@ -130,25 +150,28 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             # read and check the config (it does nothing before "bootstrap", and a
             # bad config just kills it).
             early = _start_stage1(console_socket, own_console, preserve_fds, undo)
+        from ketch.oci import runtime_spec
+        from ketch.runtime import fastjson
         spec = runtime_spec.load(os.path.join(bundle, "config.json"), fastjson.loads)
+        os.makedirs(root, 0o711, exist_ok=True)
+        cdir = os.path.join(root, cid)
+        try:
+            os.mkdir(cdir, 0o711)   # the id is ours from here (before its cgroup is touched)
+        except FileExistsError:
+            raise AlreadyExists(f"container {cid!r} already exists") from None
+        undo.callback(_rmtree, cdir)
+        cgroup = _CgroupStep(spec, cid, early, undo)
         rootfs = validate(spec, bundle)
         if spec["process"].get("terminal") and not console_socket and not own_console:
             raise InvalidArgument("process.terminal: a terminal needs --console-socket "
                                   "(or `run` in the foreground)")
-        os.makedirs(root, 0o711, exist_ok=True)
-        cdir = os.path.join(root, cid)
-        try:
-            os.mkdir(cdir, 0o711)
-        except FileExistsError:
-            raise AlreadyExists(f"container {cid!r} already exists") from None
-        undo.callback(_rmtree, cdir)
         c = Container(root, cid, {
             "id": cid, "bundle": bundle, "rootfs": rootfs, "config": spec,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
         })
         os.mkfifo(c.fifo, 0o622)
         os.chmod(c.fifo, 0o622)  # past the umask: init may write it as a mapped, non-root uid
-        pid = _spawn(c, spec, early, no_pivot, preserve_fds, undo)
+        pid = _spawn(c, spec, early, cgroup, no_pivot, preserve_fds, undo)
         c.save()
         if pid_file:
             from ketch.runtime.state import write_atomic
@@ -181,34 +204,89 @@ def _start_stage1(console_socket: str | None, own_console: bool, preserve: int,
     return early
 
 
-def _spawn(c: Container, spec: dict, early: dict, no_pivot: bool, preserve: int,
-           undo: Undo) -> int:
-    from ketch.runtime.cgroups import manager_for
+class _CgroupStep:
+    """The container's cgroup made, and stage 1 moved into it on a thread of its own
+    while create() checks the config.
+
+    On v1 hierarchies (this hybrid host has ten) the first cgroup.procs write
+    waits for an RCU grace period, 7-20 ms here: long enough to check the whole
+    config, and stage 1 boots meanwhile. The thread ends before create() goes
+    on past wait() (nothing forks while it runs); on any failure undo waits for
+    it, then removes what it made. precgroup()'s cgroup is used as it is when
+    it is the one the config names.
+    """
+
+    def __init__(self, spec: dict, cid: str, early: dict, undo: Undo):
+        from ketch.runtime.cgroups import manager_for
+        linux = spec.get("linux") or {}
+        self.cg = manager_for(linux.get("cgroupsPath"), cid)
+        self.error: BaseException | None = None
+        self._done = None
+        made = early.pop("cgroup", None)
+        if made is not None and made.paths == self.cg.paths:
+            self.cg = made   # stage 1 is in it already; its undo was adopted with early's
+            if linux.get("devices"):
+                made.allow_linux_devices(linux["devices"])
+            return
+        undo.callback(self._destroy)
+        undo.callback(_kill_reap_stage1, early)  # again: undo runs in reverse, the cgroup must be empty
+        # linux.devices first: a cgroup we make starts at the default device policy,
+        # and the nodes the runtime creates must stay usable without a resources rule.
+        self.cg.create(linux.get("devices"))
+        import _thread
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        started = _thread.allocate_lock()
+        started.acquire()
+        _thread.start_new_thread(self._join, (early["stage1"], made, started))
+        # Let it run now (it would wait for the GIL until we block, up to 5 ms):
+        # it holds the GIL only until its first cgroup.procs write blocks.
+        started.acquire()
+
+    def _join(self, pid: int, guessed, started) -> None:
+        try:
+            started.release()
+            self.cg.add(pid)
+            if guessed is not None:
+                guessed.destroy()   # precgroup() guessed wrong: stage 1 has moved out of it
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread by wait()
+            self.error = exc
+        finally:
+            self._done.release()
+
+    def _wait(self) -> None:
+        if self._done is not None:
+            with self._done:
+                pass
+
+    def wait(self):
+        """The manager, once stage 1 is in every hierarchy; the thread's error if any."""
+        self._wait()
+        if self.error is not None:
+            raise self.error
+        return self.cg
+
+    def _destroy(self) -> None:
+        self._wait()
+        self.cg.destroy()
+
+
+def _spawn(c: Container, spec: dict, early: dict, cgroup: _CgroupStep, no_pivot: bool,
+           preserve: int, undo: Undo) -> int:
     linux = spec.get("linux") or {}
     stage1, sock = early["stage1"], early["sock"]
     terminal = bool(spec["process"].get("terminal"))
     console_fd = early["console_fd"] if terminal else None
     ours = early["ours"] if terminal else None
-    cg = manager_for(linux.get("cgroupsPath"), c.id)
-    made = early.pop("cgroup", None)   # precgroup()'s, if it guessed this path
-    if made is not None and made.paths == cg.paths:
-        cg = made   # stage 1 is in it already; its undo was adopted with early's
-        if linux.get("devices"):
-            cg.allow_linux_devices(linux["devices"])
-    else:
-        undo.callback(cg.destroy)
-        undo.callback(_kill_reap_stage1, early)  # again: undo runs in reverse, the cgroup must be empty
-        # linux.devices first: a cgroup we make starts at the default device policy,
-        # and the nodes the runtime creates must stay usable without a resources rule.
-        cg.create(linux.get("devices"))
-        cg.add(stage1)
-        if made is not None:
-            made.destroy()   # guessed wrong: stage 1 has moved out of it
+    sync.send(sock, "bootstrap", config=spec, bundle=c.data["bundle"], rootfs=c.data["rootfs"],
+              fifo=c.fifo, no_pivot=no_pivot, console_fd=console_fd, preserve_fds=preserve)
+    # Stage 1 makes its namespaces meanwhile and waits for "cgroup" before it makes a
+    # cgroup or user namespace or forks init (bootstrap.py).
+    cg = cgroup.wait()
     if linux.get("resources"):
         cg.set(linux["resources"])
     c.data["cgroup"] = cg.to_state()
-    sync.send(sock, "bootstrap", config=spec, bundle=c.data["bundle"], rootfs=c.data["rootfs"],
-              fifo=c.fifo, no_pivot=no_pivot, console_fd=console_fd, preserve_fds=preserve)
+    sync.send(sock, "cgroup")
     pid = 0
     while True:
         msg = sync.recv(sock)

@@ -6,14 +6,19 @@ interpreter, and unlike json it imports nothing: stage 1 starts faster). Child e
 and EOF means the child exec'd (the socket is close-on-exec in init) or died.
 
     parent (ketch-runc create)        stage-1 (exec'd init)          stage-2 = container pid 1
-    fork+exec stage-1 ------------->
-    cgroup.add(stage-1), set limits
+    spawn stage-1 ----------------->  (its interpreter boots)
+    read config, mkdir cgroup;
+    a thread: cgroup.add(stage-1)
+    check config
     "bootstrap" {config, ...} ---->
                                       setns(joined namespaces)
                        <------------ "usermap"      (only with a new user ns)
     write uid_map/gid_map
     "mapped" ---------------------->
-                                      unshare(new namespaces); fork ------> (pid 1 of a new pid ns)
+                                      unshare(new namespaces but cgroup)
+    stage-1 in its cgroup; limits
+    "cgroup" ---------------------->
+                                      unshare(cgroup); fork ----------> (pid 1 of a new pid ns)
                        <------------ "pid" {pid}; stage-1 exits
                        <------------------------------------------------- "hooks" (if prestart/createRuntime)
     run hooks in the runtime's namespaces
@@ -22,6 +27,9 @@ and EOF means the child exec'd (the socket is close-on-exec in init) or died.
                        <------------------------------------------------- "ready"  |  "error" {msg}
     write state.json, pid file; exit
                                                                           blocks on exec.fifo until `start`
+
+With a new user namespace, or a joined cgroup or user namespace, stage 1
+waits for "cgroup" before its first setns/unshare instead.
 """
 
 from __future__ import annotations

@@ -67,6 +67,21 @@ def test_delete_force_and_duplicate_id(runc, bundle):
     assert runc("list", "-q").stdout == ""
 
 
+@pytest.mark.parametrize("content", [None, b"", b'{"id": "c1", "pi'])
+def test_delete_force_removes_a_container_without_readable_state(runc, content):
+    # What a crash between create's mkdir and its (unsynced) state write leaves.
+    cdir = os.path.join(runc.root, "c1")
+    os.makedirs(cdir)
+    if content is not None:
+        with open(os.path.join(cdir, "state.json"), "wb") as f:
+            f.write(content)
+    plain = runc("delete", "c1")
+    assert plain.returncode == 1 and "c1" in plain.stderr
+    assert os.path.isdir(cdir)
+    runc("delete", "--force", "c1", check=True)
+    assert not os.path.exists(cdir)
+
+
 def test_exec_with_user_env_cwd(runc, bundle):
     bundle.process["args"] = ["sleep", "60"]
     bundle.save()
