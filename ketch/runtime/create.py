@@ -160,18 +160,23 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         except FileExistsError:
             raise AlreadyExists(f"container {cid!r} already exists") from None
         undo.callback(_rmtree, cdir)
-        cgroup = _CgroupStep(spec, cid, early, undo)
-        rootfs = validate(spec, bundle)
-        if spec["process"].get("terminal") and not console_socket and not own_console:
-            raise InvalidArgument("process.terminal: a terminal needs --console-socket "
-                                  "(or `run` in the foreground)")
-        c = Container(root, cid, {
-            "id": cid, "bundle": bundle, "rootfs": rootfs, "config": spec,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
-        })
-        os.mkfifo(c.fifo, 0o622)
-        os.chmod(c.fifo, 0o622)  # past the umask: init may write it as a mapped, non-root uid
-        pid = _spawn(c, spec, early, cgroup, no_pivot, preserve_fds, undo)
+        cgroup = _Cgroup(spec, cid, early, undo)
+        # The rest of create's preparation runs on a thread while this one moves
+        # stage 1 into the cgroup: on v1 hierarchies (this hybrid host has ten)
+        # the first cgroup.procs write waits for an RCU grace period, 7-20 ms
+        # here, long enough to check the whole config (and stage 1 boots
+        # meanwhile). Nothing forks while the thread runs; on any failure both
+        # are finished before undo runs. A config error is reported before a
+        # cgroup error.
+        prep = _Thread(_prepare, root, cid, bundle, spec, early, cgroup.cg,
+                       console_socket or own_console, no_pivot, preserve_fds)
+        try:
+            cgroup.join(early)
+        finally:
+            c = prep.result()
+        c.data["cgroup"] = cgroup.cg.to_state()
+        sync.send(early["sock"], "cgroup")   # stage 1 forks init now (bootstrap.py)
+        pid = _spawn(c, spec, early, undo)
         c.save()
         if pid_file:
             from ketch.runtime.state import write_atomic
@@ -204,89 +209,92 @@ def _start_stage1(console_socket: str | None, own_console: bool, preserve: int,
     return early
 
 
-class _CgroupStep:
-    """The container's cgroup made, and stage 1 moved into it on a thread of its own
-    while create() checks the config.
+def _prepare(root: str, cid: str, bundle: str, spec: dict, early: dict, cg,
+             console: bool, no_pivot: bool, preserve: int) -> Container:
+    """Check the config, make the state and exec.fifo, set the limits, send "bootstrap"."""
+    rootfs = validate(spec, bundle)
+    if spec["process"].get("terminal") and not console:
+        raise InvalidArgument("process.terminal: a terminal needs --console-socket "
+                              "(or `run` in the foreground)")
+    c = Container(root, cid, {
+        "id": cid, "bundle": bundle, "rootfs": rootfs, "config": spec,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
+    })
+    os.mkfifo(c.fifo, 0o622)
+    os.chmod(c.fifo, 0o622)  # past the umask: init may write it as a mapped, non-root uid
+    linux = spec.get("linux") or {}
+    if linux.get("resources"):
+        # Limit files take no lock the move holds; set before init is forked.
+        cg.set(linux["resources"])
+    terminal = bool(spec["process"].get("terminal"))
+    # Stage 1 makes its namespaces meanwhile and waits for "cgroup" before it makes a
+    # cgroup or user namespace or forks init (bootstrap.py).
+    sync.send(early["sock"], "bootstrap", config=spec, bundle=bundle, rootfs=rootfs,
+              fifo=c.fifo, no_pivot=no_pivot, preserve_fds=preserve,
+              console_fd=early["console_fd"] if terminal else None)
+    return c
 
-    On v1 hierarchies (this hybrid host has ten) the first cgroup.procs write
-    waits for an RCU grace period, 7-20 ms here: long enough to check the whole
-    config, and stage 1 boots meanwhile. The thread ends before create() goes
-    on past wait() (nothing forks while it runs); on any failure undo waits for
-    it, then removes what it made. precgroup()'s cgroup is used as it is when
-    it is the one the config names.
-    """
+
+class _Thread:
+    """fn(*args) on a thread of its own; result() waits, and returns or raises."""
+
+    def __init__(self, fn, *args):
+        import _thread
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        self._value = self._error = None
+        _thread.start_new_thread(self._run, (fn, args))
+
+    def _run(self, fn, args) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+        finally:
+            self._done.release()
+
+    def result(self):
+        with self._done:
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _Cgroup:
+    """The container's cgroup: made at once (precgroup()'s taken as it is when it is
+    the one the config names); join() moves stage 1 into it."""
 
     def __init__(self, spec: dict, cid: str, early: dict, undo: Undo):
         from ketch.runtime.cgroups import manager_for
         linux = spec.get("linux") or {}
         self.cg = manager_for(linux.get("cgroupsPath"), cid)
-        self.error: BaseException | None = None
-        self._done = None
-        made = early.pop("cgroup", None)
-        if made is not None and made.paths == self.cg.paths:
-            self.cg = made   # stage 1 is in it already; its undo was adopted with early's
+        self.guessed = early.pop("cgroup", None)
+        if self.guessed is not None and self.guessed.paths == self.cg.paths:
+            self.cg, self.guessed = self.guessed, None   # stage 1 is in it already
             if linux.get("devices"):
-                made.allow_linux_devices(linux["devices"])
+                self.cg.allow_linux_devices(linux["devices"])
+            self.joined = True
             return
-        undo.callback(self._destroy)
+        self.joined = False
+        undo.callback(self.cg.destroy)
         undo.callback(_kill_reap_stage1, early)  # again: undo runs in reverse, the cgroup must be empty
         # linux.devices first: a cgroup we make starts at the default device policy,
         # and the nodes the runtime creates must stay usable without a resources rule.
         self.cg.create(linux.get("devices"))
-        import _thread
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
-        started = _thread.allocate_lock()
-        started.acquire()
-        _thread.start_new_thread(self._join, (early["stage1"], made, started))
-        # Let it run now (it would wait for the GIL until we block, up to 5 ms):
-        # it holds the GIL only until its first cgroup.procs write blocks.
-        started.acquire()
 
-    def _join(self, pid: int, guessed, started) -> None:
-        try:
-            started.release()
-            self.cg.add(pid)
-            if guessed is not None:
-                guessed.destroy()   # precgroup() guessed wrong: stage 1 has moved out of it
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread by wait()
-            self.error = exc
-        finally:
-            self._done.release()
-
-    def _wait(self) -> None:
-        if self._done is not None:
-            with self._done:
-                pass
-
-    def wait(self):
-        """The manager, once stage 1 is in every hierarchy; the thread's error if any."""
-        self._wait()
-        if self.error is not None:
-            raise self.error
-        return self.cg
-
-    def _destroy(self) -> None:
-        self._wait()
-        self.cg.destroy()
+    def join(self, early: dict) -> None:
+        if not self.joined:
+            self.cg.add(early["stage1"])
+            self.joined = True
+        if self.guessed is not None:
+            self.guessed.destroy()   # precgroup() guessed wrong: stage 1 has moved out of it
+            self.guessed = None
 
 
-def _spawn(c: Container, spec: dict, early: dict, cgroup: _CgroupStep, no_pivot: bool,
-           preserve: int, undo: Undo) -> int:
-    linux = spec.get("linux") or {}
+def _spawn(c: Container, spec: dict, early: dict, undo: Undo) -> int:
     stage1, sock = early["stage1"], early["sock"]
-    terminal = bool(spec["process"].get("terminal"))
-    console_fd = early["console_fd"] if terminal else None
-    ours = early["ours"] if terminal else None
-    sync.send(sock, "bootstrap", config=spec, bundle=c.data["bundle"], rootfs=c.data["rootfs"],
-              fifo=c.fifo, no_pivot=no_pivot, console_fd=console_fd, preserve_fds=preserve)
-    # Stage 1 makes its namespaces meanwhile and waits for "cgroup" before it makes a
-    # cgroup or user namespace or forks init (bootstrap.py).
-    cg = cgroup.wait()
-    if linux.get("resources"):
-        cg.set(linux["resources"])
-    c.data["cgroup"] = cg.to_state()
-    sync.send(sock, "cgroup")
+    ours = early["ours"] if spec["process"].get("terminal") else None
     pid = 0
     while True:
         msg = sync.recv(sock)

@@ -16,6 +16,7 @@ stats, and removes what it created.
     freeze/thaw/frozen      v1 freezer.state, else v2 cgroup.freeze
     stats()                 runc `events --stats` "data"
     destroy()               rmdir deepest first, retrying while the kernel is busy
+                            (ketch's top-level parent, `ketch`, is kept)
     to_state/from_state     survive between ketch-runc invocations
 
 In hybrid mode limits go to the v1 controllers (the unified tree has none
@@ -184,11 +185,12 @@ class CgroupManager:
 
     def destroy(self) -> None:
         leaves = set(self._dirs())
+        keep = self._ketch_top()
         deadline = time.monotonic() + 2
         for d in sorted(self.created, key=lambda p: p.count("/"), reverse=True):
             if d in leaves:
                 _remove_tree(d, deadline)
-            else:
+            elif d not in keep:
                 try:
                     os.rmdir(d)   # an intermediate dir: only if nobody else uses it
                 except OSError:
@@ -197,6 +199,17 @@ class CgroupManager:
         if any(d in leaves for d in self.created):
             raise FailedPrecondition(f"remove cgroup {self.path}: still busy (processes left in it?)")
         self._remove_empty_parents()
+
+    def _ketch_top(self) -> set[str]:
+        """The top dir of ketch's own tree (`ketch`) in each hierarchy, when this
+        cgroup is inside it: made once and kept, as runc keeps the parents it
+        makes and Docker its /docker. Removing it with every last container
+        would cost each later start ten more mkdirs (and the cpuset copies) and
+        its delete ten more rmdirs."""
+        top = cgroup_parent().split("/")[0]
+        if self.path.split("/")[0] != top or self.path == top:
+            return set()
+        return {os.path.join(m, top) for m in self.mounts.values()}
 
     def _remove_empty_parents(self) -> None:
         """rmdir empty ancestors inside ketch's own tree (below the top of cgroup_parent()).

@@ -36,6 +36,28 @@ def test_existing_intermediate_is_not_recorded(v1tree):
     assert os.path.join(v1tree.layout.mounts["memory"], "ketch", "t") in m.created
 
 
+def test_destroy_keeps_ketch_top_parent_and_removes_the_rest(hybridtree, monkeypatch):
+    # A fake tree holds plain files: rmdir of a cgroup dir needs them gone first.
+    def rmdir(path, _real=os.rmdir):
+        for name in os.listdir(path):
+            if os.path.isfile(os.path.join(path, name)):
+                os.unlink(os.path.join(path, name))
+        _real(path)
+    monkeypatch.setattr(os, "rmdir", rmdir)
+    monkeypatch.delenv("KETCH_CGROUP_PARENT", raising=False)
+    m = _mgr(hybridtree)
+    m.destroy()
+    for mount in set(hybridtree.layout.mounts.values()):
+        assert os.path.isdir(os.path.join(mount, "ketch"))     # made once, kept (as /docker)
+        assert not os.path.exists(os.path.join(mount, "ketch", "t"))
+    # A cgroup outside ketch's tree removes every dir it made.
+    other = manager_for("elsewhere/c2", "c2", layout=hybridtree.layout)
+    other.create()
+    other.destroy()
+    for mount in set(hybridtree.layout.mounts.values()):
+        assert not os.path.exists(os.path.join(mount, "elsewhere"))
+
+
 def test_cpuset_copied_from_parent_at_every_level(v1tree):
     _mgr(v1tree)
     root = v1tree.layout.mounts["cpuset"]
