@@ -1,11 +1,13 @@
 """Stage 1 of a container's init: a freshly exec'd, single-threaded interpreter.
 
-`ketch-runc` forks and execs this module's `main` from a sealed in-memory
-copy of the Python interpreter (see spawn.py: the CVE-2019-5736 defence), so
-namespace work never happens in a forked copy of a threaded process. Stage 1
-joins the namespaces named by path, creates the new ones, and forks stage 2,
-which is pid 1 of a new pid namespace (unshare(CLONE_NEWPID) only applies to
-children). It tells the parent stage 2's pid and exits.
+`ketch-runc` spawns this module's `main` from a protected view of the Python
+interpreter (see spawn.py: the CVE-2019-5736 defence), so namespace work
+never happens in a forked copy of a threaded process. Stage 1 moves itself
+into the container's v1 cgroups, joins the namespaces named by path, creates
+the new ones, and forks stage 2 straight into the container's cgroup2 dir:
+pid 1 of a new pid namespace (unshare(CLONE_NEWPID) only applies to
+children). It tells the parent stage 2's pid and exits. (When the parent
+moves it into the cgroup instead, see sync.py, it waits for its word.)
 
 For `exec`, stage 1 joins every namespace of the running container instead.
 """
@@ -20,6 +22,7 @@ from ketch.runtime import init, sync
 
 def main(sock: int) -> None:
     _name_ourselves()
+    cgroupns = False
     try:
         boot = sync.recv(sock, "bootstrap")
         if boot["type"] != "bootstrap":
@@ -28,13 +31,22 @@ def main(sock: int) -> None:
             # Load now what stage 2 needs: joining the mount namespace hides our source.
             boot["caps"] = init.preload(boot["config"], boot["process"])
             _join_container(boot["target_pid"], boot.get("join_user", False))
+            pid = os.fork()
         else:
-            _enter_namespaces(sock, boot["config"])
-        pid = os.fork()
+            join = boot.get("cgroup")
+            cgroupns = _enter_namespaces(sock, boot["config"], join)
+            pid = _fork(join)
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent as data
         _report(sock, exc)
         os._exit(1)
     if pid == 0:
+        if cgroupns:
+            # Born in its cgroups (see _fork): the namespace is rooted there.
+            try:
+                _ns.unshare(_ns.CLONE_NEWCGROUP)
+            except BaseException as exc:  # noqa: BLE001
+                _report(sock, exc)
+                os._exit(1)
         init.main(boot, sock)  # never returns
         os._exit(1)
     sync.send(sock, "pid", pid=pid)
@@ -57,7 +69,14 @@ def _report(sock: int, exc: BaseException) -> None:
         pass
 
 
-def _enter_namespaces(sock: int, spec: dict) -> None:
+def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> bool:
+    """Join and make the config's namespaces; True if init must make a new cgroup
+    namespace itself (once it is in its cgroups).
+
+    `join`: the container's cgroup dirs, when we move into them ourselves
+    ({"v1": [...], "v2": dir or None}; see _fork). Otherwise the parent moves us
+    and says "cgroup" when we are in.
+    """
     wanted = [(n["type"], n.get("path") or None)
               for n in (spec.get("linux") or {}).get("namespaces") or []]
     # Open every path first: joining the mount namespace changes what paths mean.
@@ -70,13 +89,17 @@ def _enter_namespaces(sock: int, spec: dict) -> None:
                 raise OSError(exc.errno, f"open namespace {kind}", path) from exc
             joins.append((kind, path, fd))
     new = {kind for kind, path in wanted if not path}
-    # The parent moves us into the container's cgroup while we boot and unshare, and
-    # says "cgroup" when we are in it (on v1 the move waits for an RCU grace period,
-    # 7-15 ms here). A new cgroup namespace is rooted where we stand when it is made,
-    # and a user namespace changes who owns what we make: those wait for the word.
-    waited = "user" in new or any(kind in ("user", "cgroup") for kind, _p, _f in joins)
-    if waited:
-        _in_cgroup(sock)
+    if join is not None:
+        _join_v1(join)
+        waited = True
+    else:
+        # The parent moves us into the container's cgroup while we boot and unshare,
+        # and says "cgroup" when we are in it. A new cgroup namespace is rooted where
+        # we stand when it is made, and a user namespace changes who owns what we
+        # make: those wait for the word.
+        waited = "user" in new or any(kind in ("user", "cgroup") for kind, _p, _f in joins)
+        if waited:
+            _in_cgroup(sock)
     # The user namespace first (runc's order): the others may be owned by it.
     joins.sort(key=lambda j: j[0] != "user")
     for kind, path, fd in joins:
@@ -90,7 +113,7 @@ def _enter_namespaces(sock: int, spec: dict) -> None:
             os._exit(1)
         # No setresuid(0) yet: our host uid still owns the bundle's path (which may sit
         # under a 0700 /root); init switches to the process's user at the very end.
-    later = set() if waited else new & {"cgroup"}
+    later = new & {"cgroup"} if join is not None or not waited else set()
     flags = 0
     for kind in new - {"user"} - later:
         flags |= _ns.NS_FLAGS[kind]
@@ -103,8 +126,43 @@ def _enter_namespaces(sock: int, spec: dict) -> None:
         netif.set_up("lo")
     if not waited:
         _in_cgroup(sock)
-    if later:
+    if later and join is None:
         _ns.unshare(_ns.CLONE_NEWCGROUP)
+        return False
+    return bool(later)
+
+
+def _join_v1(join: dict) -> None:
+    """Move ourselves into the container's v1 cgroups, thread by thread: a single
+    thread moving itself (`tasks`, "0") takes no global lock, where a pid
+    written to cgroup.procs waits for an RCU grace period (7-25 ms here)."""
+    for d in join["v1"]:
+        _write_0(os.path.join(d, "tasks"))
+    if join.get("v2"):
+        join["fd"] = os.open(join["v2"], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _write_0(path: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, b"0")
+    except OSError as exc:
+        raise OSError(exc.errno, f"join cgroup: {exc.strerror}", path) from exc
+    finally:
+        os.close(fd)
+
+
+def _fork(join: dict | None) -> int:
+    """Fork init. With `join` and a cgroup2 dir, init is born in it (clone3
+    CLONE_INTO_CGROUP: no migration, so no lock); on a kernel without that we
+    move ourselves into it first (which waits for the lock) and fork."""
+    if join is not None and join.get("v2"):
+        from ketch._sys import proc
+        try:
+            return proc.fork_into_cgroup(join["fd"])
+        except OSError:
+            _write_0(os.path.join(join["v2"], "cgroup.procs"))
+    return os.fork()
 
 
 def _in_cgroup(sock: int) -> None:

@@ -1,11 +1,14 @@
 """`create`: bundle -> a container whose init waits on exec.fifo for `start`.
 
 Order, for speed: init's stage 1 is spawned first (its interpreter boots on
-the other core), then the id is claimed (its state dir), the cgroup made and
-stage 1 moved into it on a thread (the move waits for an RCU grace period)
-while the rest of the config is checked. Whatever is made is on an undo list
-that reverses it on any failure (kill init, remove the cgroup, remove the
-state dir), so bad input leaves nothing behind.
+the other core while we load our code and read the config), then the id is
+claimed (its state dir) and the cgroup made, then the rest of the config is
+checked. Stage 1 moves itself into the cgroup and clones init into it
+(bootstrap.py): a process moved by pid waits for the kernel's migration lock,
+an RCU grace period of 7-25 ms on these hosts, which used to be the longest
+single step of a start. Whatever is made is on an undo list that reverses it
+on any failure (kill init, remove the cgroup, remove the state dir), so bad
+input leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -161,21 +164,25 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
             raise AlreadyExists(f"container {cid!r} already exists") from None
         undo.callback(_rmtree, cdir)
         cgroup = _Cgroup(spec, cid, early, undo)
-        # The rest of create's preparation runs on a thread while this one moves
-        # stage 1 into the cgroup: on v1 hierarchies (this hybrid host has ten)
-        # the first cgroup.procs write waits for an RCU grace period, 7-20 ms
-        # here, long enough to check the whole config (and stage 1 boots
-        # meanwhile). Nothing forks while the thread runs; on any failure both
-        # are finished before undo runs. A config error is reported before a
-        # cgroup error.
-        prep = _Thread(_prepare, root, cid, bundle, spec, early, cgroup.cg,
-                       console_socket or own_console, no_pivot, preserve_fds)
-        try:
-            cgroup.join(early)
-        finally:
-            c = prep.result()
+        args = (root, cid, bundle, spec, early, cgroup.cg, console_socket or own_console,
+                no_pivot, preserve_fds)
+        join = cgroup.self_join(spec)
+        if join is not None:
+            # Stage 1 moves itself and places init (bootstrap.py): no lock to wait for.
+            c = _prepare(*args, join)
+        else:
+            # We move stage 1: on v1 hierarchies (this hybrid host has ten) the first
+            # cgroup.procs write waits for an RCU grace period, 7-25 ms here. The rest
+            # of create's preparation runs on a thread meanwhile (and stage 1 boots).
+            # Nothing forks while the thread runs; on any failure both are finished
+            # before undo runs. A config error is reported before a cgroup error.
+            prep = _Thread(_prepare, *args, None)
+            try:
+                cgroup.join(early)
+            finally:
+                c = prep.result()
+            sync.send(early["sock"], "cgroup")   # stage 1 goes on now (bootstrap.py)
         c.data["cgroup"] = cgroup.cg.to_state()
-        sync.send(early["sock"], "cgroup")   # stage 1 forks init now (bootstrap.py)
         pid = _spawn(c, spec, early, undo)
         c.save()
         if pid_file:
@@ -210,7 +217,7 @@ def _start_stage1(console_socket: str | None, own_console: bool, preserve: int,
 
 
 def _prepare(root: str, cid: str, bundle: str, spec: dict, early: dict, cg,
-             console: bool, no_pivot: bool, preserve: int) -> Container:
+             console: bool, no_pivot: bool, preserve: int, join: dict | None) -> Container:
     """Check the config, make the state and exec.fifo, set the limits, send "bootstrap"."""
     rootfs = validate(spec, bundle)
     if spec["process"].get("terminal") and not console:
@@ -231,7 +238,7 @@ def _prepare(root: str, cid: str, bundle: str, spec: dict, early: dict, cg,
     # cgroup or user namespace or forks init (bootstrap.py).
     sync.send(early["sock"], "bootstrap", config=spec, bundle=bundle, rootfs=rootfs,
               fifo=c.fifo, no_pivot=no_pivot, preserve_fds=preserve,
-              console_fd=early["console_fd"] if terminal else None)
+              console_fd=early["console_fd"] if terminal else None, cgroup=join)
     return c
 
 
@@ -282,6 +289,21 @@ class _Cgroup:
         # linux.devices first: a cgroup we make starts at the default device policy,
         # and the nodes the runtime creates must stay usable without a resources rule.
         self.cg.create(linux.get("devices"))
+
+    def self_join(self, spec: dict) -> dict | None:
+        """The dirs stage 1 moves itself into, when it can (else None: we move it).
+
+        It can unless the cgroup is precgroup()'s (stage 1 is in it, or in a wrong
+        guess it must leave first), or a user namespace is new (its root may not
+        write the host's cgroup files) or a user or cgroup namespace is joined.
+        """
+        if self.joined or self.guessed is not None:
+            return None
+        for ns in (spec.get("linux") or {}).get("namespaces") or []:
+            if ns["type"] == "user" or (ns["type"] == "cgroup" and ns.get("path")):
+                return None
+        self.joined = True
+        return self.cg.join_dirs()
 
     def join(self, early: dict) -> None:
         if not self.joined:

@@ -7,18 +7,13 @@ and EOF means the child exec'd (the socket is close-on-exec in init) or died.
 
     parent (ketch-runc create)        stage-1 (exec'd init)          stage-2 = container pid 1
     spawn stage-1 ----------------->  (its interpreter boots)
-    read config, mkdir cgroup;
-    a thread: cgroup.add(stage-1)
-    check config
-    "bootstrap" {config, ...} ---->
-                                      setns(joined namespaces)
-                       <------------ "usermap"      (only with a new user ns)
-    write uid_map/gid_map
-    "mapped" ---------------------->
-                                      unshare(new namespaces but cgroup)
-    stage-1 in its cgroup; limits
-    "cgroup" ---------------------->
-                                      unshare(cgroup); fork ----------> (pid 1 of a new pid ns)
+    read config, mkdir cgroup,
+    check config, set limits
+    "bootstrap" {config, cgroup ...} ->
+                                      into its v1 cgroups ("0" > tasks)
+                                      setns(joined), unshare(new but cgroup)
+                                      clone3 into the cgroup2 dir --> (pid 1 of a new pid ns)
+                                                                          unshare(cgroup)
                        <------------ "pid" {pid}; stage-1 exits
                        <------------------------------------------------- "hooks" (if prestart/createRuntime)
     run hooks in the runtime's namespaces
@@ -28,8 +23,17 @@ and EOF means the child exec'd (the socket is close-on-exec in init) or died.
     write state.json, pid file; exit
                                                                           blocks on exec.fifo until `start`
 
-With a new user namespace, or a joined cgroup or user namespace, stage 1
-waits for "cgroup" before its first setns/unshare instead.
+With a new user namespace, a joined user or cgroup namespace, or a cgroup
+made ahead by precgroup(), the parent moves stage 1 into the cgroup instead
+(by pid, on a thread that waits for the kernel while another sends
+"bootstrap") and then says "cgroup"; stage 1 waits for that word before it
+makes a cgroup or user namespace (or, with a user namespace or a joined
+one, before its first setns/unshare), then forks init and unshares the
+cgroup namespace itself:
+
+                       <------------ "usermap"      (only with a new user ns)
+    write uid_map/gid_map
+    "mapped" ---------------------->
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ stats, and removes what it created.
                             v2: controllers enabled in the parents' subtree_control;
                             devices: deny all but the default devices and linux.devices)
     add(pid)                pid into every hierarchy (hybrid: v1 dirs and unified)
+    join_dirs()             the dirs a process that moves itself in needs
     set(resources)          runtime-spec linux.resources (v1.py / v2.py)
     freeze/thaw/frozen      v1 freezer.state, else v2 cgroup.freeze
     stats()                 runc `events --stats` "data"
@@ -176,6 +177,12 @@ class CgroupManager:
                     os.close(fd)
             except OSError as exc:
                 raise FailedPrecondition(f"add process {pid} to cgroup {d}: {exc.strerror}") from exc
+
+    def join_dirs(self) -> dict:
+        """{"v1": [dirs], "v2": dir or None}: where a process that moves itself in
+        writes "0" (v1 `tasks`), and the cgroup2 dir to be cloned into."""
+        v2 = self.paths.get(UNIFIED)
+        return {"v1": [d for d in self._dirs() if d != v2], "v2": v2}
 
     def pids(self) -> list[int]:
         for key in _PRIMARY:
