@@ -207,7 +207,7 @@ def prefork(*, tty: bool, stdin: bool, cid: str | None = None) -> Creator | None
     """Fork a Creator (None when this process runs threads: no fork then).
 
     With `cid` (the id the container will have) it also makes the container's
-    cgroup while it waits, and moves stage 1 into it (create.precgroup)."""
+    cgroup while it waits (create.precgroup); stage 1 moves itself in later."""
     if not _single_threaded():
         return None
     go_r, go_w = os.pipe()

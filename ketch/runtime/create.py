@@ -103,18 +103,15 @@ def begin(own_console: bool = False, console_socket: str | None = None,
 
 
 def precgroup(early: dict, cid: str) -> None:
-    """Make the cgroup of container `cid` (its default path) and move begin()'s
-    stage 1 into it, before create() is called: on this hybrid host each of the
-    ten cgroup.procs writes waits for the kernel (10-15 ms in all), which a
-    caller that has time (a Creator waiting for its go) hides. create() uses
-    it if the config names the same cgroup, else makes its own and drops it."""
+    """Make the cgroup of container `cid` (its default path) before create() is
+    called, for a caller that has time (a Creator waiting for its go): ten
+    mkdirs and the device rules on this hybrid host. create() uses it if the
+    config names the same cgroup, else makes its own and drops this one.
+    Stage 1 is not moved into it here: it moves itself (bootstrap.py)."""
     from ketch.runtime.cgroups import manager_for
     cg = manager_for(None, cid)
-    undo = early["undo"]
-    undo.callback(cg.destroy)
-    undo.callback(_kill_reap_stage1, early)   # runs first: the cgroup must be empty
+    early["undo"].callback(cg.destroy)
     cg.create(None)
-    cg.add(early["stage1"])
     early["cgroup"] = cg
 
 
@@ -270,22 +267,26 @@ class _Thread:
 
 class _Cgroup:
     """The container's cgroup: made at once (precgroup()'s taken as it is when it is
-    the one the config names); join() moves stage 1 into it."""
+    the one the config names); stage 1 moves itself in (self_join()), or join()
+    moves it."""
 
     def __init__(self, spec: dict, cid: str, early: dict, undo: Undo):
         from ketch.runtime.cgroups import manager_for
         linux = spec.get("linux") or {}
         self.cg = manager_for(linux.get("cgroupsPath"), cid)
-        self.guessed = early.pop("cgroup", None)
-        if self.guessed is not None and self.guessed.paths == self.cg.paths:
-            self.cg, self.guessed = self.guessed, None   # stage 1 is in it already
-            if linux.get("devices"):
-                self.cg.allow_linux_devices(linux["devices"])
-            self.joined = True
-            return
         self.joined = False
+        made = early.pop("cgroup", None)
+        ours = made is not None and made.paths == self.cg.paths
+        if ours:
+            self.cg = made   # precgroup()'s
+        elif made is not None:
+            made.destroy()   # precgroup() guessed another path; nothing is in it
         undo.callback(self.cg.destroy)
         undo.callback(_kill_reap_stage1, early)  # again: undo runs in reverse, the cgroup must be empty
+        if ours:
+            if linux.get("devices"):
+                made.allow_linux_devices(linux["devices"])
+            return
         # linux.devices first: a cgroup we make starts at the default device policy,
         # and the nodes the runtime creates must stay usable without a resources rule.
         self.cg.create(linux.get("devices"))
@@ -293,12 +294,9 @@ class _Cgroup:
     def self_join(self, spec: dict) -> dict | None:
         """The dirs stage 1 moves itself into, when it can (else None: we move it).
 
-        It can unless the cgroup is precgroup()'s (stage 1 is in it, or in a wrong
-        guess it must leave first), or a user namespace is new (its root may not
-        write the host's cgroup files) or a user or cgroup namespace is joined.
+        It can unless a user namespace is new (its root may not write the host's
+        cgroup files) or a user or cgroup namespace is joined.
         """
-        if self.joined or self.guessed is not None:
-            return None
         for ns in (spec.get("linux") or {}).get("namespaces") or []:
             if ns["type"] == "user" or (ns["type"] == "cgroup" and ns.get("path")):
                 return None
@@ -309,9 +307,6 @@ class _Cgroup:
         if not self.joined:
             self.cg.add(early["stage1"])
             self.joined = True
-        if self.guessed is not None:
-            self.guessed.destroy()   # precgroup() guessed wrong: stage 1 has moved out of it
-            self.guessed = None
 
 
 def _spawn(c: Container, spec: dict, early: dict, undo: Undo) -> int:

@@ -23,8 +23,8 @@ and EOF means the child exec'd (the socket is close-on-exec in init) or died.
     write state.json, pid file; exit
                                                                           blocks on exec.fifo until `start`
 
-With a new user namespace, a joined user or cgroup namespace, or a cgroup
-made ahead by precgroup(), the parent moves stage 1 into the cgroup instead
+With a new user namespace, or a joined user or cgroup namespace, the
+parent moves stage 1 into the cgroup instead
 (by pid, on a thread that waits for the kernel while another sends
 "bootstrap") and then says "cgroup"; stage 1 waits for that word before it
 makes a cgroup or user namespace (or, with a user namespace or a joined
