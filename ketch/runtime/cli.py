@@ -91,7 +91,8 @@ def parse(argv: list[str], table: dict, stop_at_positional: bool) -> tuple[dict,
     return opts, rest
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, early: dict | None = None) -> int:
+    """`early`: stage 1 begun by the launcher from argv (create.begin_from_argv)."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         gopts, rest = parse(argv, {**GLOBAL, "version": ("version", False),
@@ -99,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
                                    "h": ("help", False)}, True)
     except InvalidArgument as exc:
         return _fail({}, str(exc), 1)
-    from ketch.runtime import log
-    log.configure(gopts.get("log"), gopts.get("log_format"))
     if gopts.get("version"):
         print(f"ketch-runc version {VERSION}\nspec: 1.2.0")
         return 0
@@ -122,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                                   f"{' and more' if hi != lo and hi else ''}, got {pos or 'none'}")
         root = gopts.get("root") or os.environ.get("KETCH_RUNC_ROOT") or "/run/ketch-runc"
         if cmd in ("create", "run"):
-            return _create(cmd, os.path.abspath(root), opts, pos)
+            return _create(cmd, os.path.abspath(root), gopts, opts, pos, early)
+        from ketch.runtime import log
+        log.configure(gopts.get("log"), gopts.get("log_format"))
         from ketch.runtime import commands
         rc = getattr(commands, "cmd_" + cmd)(os.path.abspath(root), opts, pos)
         sys.stdout.flush()
@@ -142,16 +143,24 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(gopts, f"internal error: {type(exc).__name__}: {exc}", 1)
 
 
-def _create(cmd: str, root: str, opts: dict, pos: list[str]) -> int:
+def _create(cmd: str, root: str, gopts: dict, opts: dict, pos: list[str],
+            early: dict | None) -> int:
     """`create` and `run`: init's stage 1 is started before anything else is loaded.
 
     Its interpreter then boots on the other core while this one imports the
-    rest of create's code and reads the config (~10 ms of a start here).
+    rest of create's code and reads the config (~10 ms of a start here); every
+    import ahead of the spawn delays the container by its cost, even --log's
+    (an error before it is logged by _fail, which configures the log itself).
     """
     from ketch.runtime import create
     kw = create.options(opts)
-    early = create.begin(cmd == "run" and not opts.get("detach"), kw["console_socket"],
-                         kw["preserve_fds"])
+    own = cmd == "run" and not opts.get("detach")
+    if not create.early_matches(early, own, kw["console_socket"], kw["preserve_fds"]):
+        if early is not None:
+            create.abandon(early)   # the launcher guessed other flags
+        early = create.begin(own, kw["console_socket"], kw["preserve_fds"])
+    from ketch.runtime import log
+    log.configure(gopts.get("log"), gopts.get("log_format"))
     try:
         from ketch.runtime import commands
         rc = getattr(commands, "cmd_" + cmd)(root, opts, pos, early)

@@ -28,14 +28,8 @@ bench/runtime_run.py measures both against exec'ing the file.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sys
-
-from ketch.runtime import sync
-
-_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
-
 
 _SYS_OPEN_TREE, _SYS_MOUNT_SETATTR = 428, 442   # the same on every architecture
 _OPEN_TREE_CLONE, _AT_EMPTY_PATH = 1, 0x1000
@@ -70,6 +64,8 @@ def protected_interpreter() -> int:
 
 def sealed_interpreter() -> int:
     """A close-on-exec memfd holding a sealed copy of our interpreter binary."""
+    import fcntl
+    seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
     src = os.open("/proc/self/exe", os.O_RDONLY | os.O_CLOEXEC)
     try:
         size = os.fstat(src).st_size
@@ -80,7 +76,7 @@ def sealed_interpreter() -> int:
             if n <= 0:
                 break
             off += n
-        fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, _SEALS)
+        fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, seals)
         return mfd
     finally:
         os.close(src)
@@ -152,4 +148,4 @@ def reap(pid: int) -> int:
 
 
 __all__ = ["start_init", "write_id_maps", "reap", "protected_interpreter", "readonly_interpreter",
-           "sealed_interpreter", "sync"]
+           "sealed_interpreter"]

@@ -61,3 +61,30 @@ def test_create_drops_a_wrong_guess(runc, bundle):
     got = _run("create", runc, bundle, "early3")
     assert not any(os.path.exists(p) for p in got["made"])   # the guess is gone at once
     assert "elsewhere" in json.dumps(got["state"]) and "early3" not in json.dumps(got["state"])
+
+
+MISMATCH = r"""
+import sys
+from ketch.runtime import cli, create
+root, bundle = sys.argv[1:]
+early = create.begin(False)                # begun for a detached run...
+early["flags"] = (False, None, 0)
+stage1 = early["stage1"]
+rc = cli.main(["--root", root, "run", "--bundle", bundle, "fg"], early=early)   # ...but it is not
+print(rc, stage1, "undo" in early)
+"""
+
+
+def test_cli_drops_a_stage_1_begun_for_other_flags(runc, bundle):
+    # A terminal: a foreground run must hold the console's other end itself, which a
+    # stage 1 begun for a detached run does not give it.
+    bundle.process["terminal"] = True
+    bundle.process["args"] = ["sh", "-c", "tty >/dev/null && exit 3"]
+    bundle.save()
+    out = subprocess.run([sys.executable, "-c", MISMATCH, runc.root, str(bundle.path)],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    rc, stage1, pending = out.stdout.split()[-3:]
+    assert rc == "3", out.stdout           # it ran on its terminal, through a stage 1 of its own
+    assert pending == "False"              # the launcher's was abandoned
+    assert not os.path.exists(f"/proc/{stage1}")

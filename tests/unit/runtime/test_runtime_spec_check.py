@@ -113,3 +113,27 @@ def test_unknown_command_and_missing_id(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == ["ketch-runc: no such command 'frobnicate'",
                    "ketch-runc: start: expected an ID, got none"]
+
+
+def test_early_start_knows_which_global_flags_take_a_value():
+    from ketch.runtime import create
+    assert set(create.GLOBAL_VALUED) == {k for k, (_d, takes) in cli.GLOBAL.items() if takes}
+
+
+@pytest.mark.parametrize("argv, want", [
+    (["run", "c1"], True),
+    (["--root", "/r", "run", "-b", "x", "c1"], True),
+    (["--root=/r", "--log", "run", "run", "c1"], True),   # --log's value is not the command
+    (["run", "-d", "c1"], False),
+    (["run", "--detach=false", "c1"], True),
+    (["create", "--bundle", "b", "c1"], False),
+    (["create", "--console-socket", "/s", "c1"], None),
+    (["run", "--preserve-fds=2", "c1"], None),
+    (["run", "--help"], None),
+    (["state", "c1"], None),
+    (["--version"], None),
+    ([], None),
+])
+def test_early_start_reads_create_and_run_command_lines(argv, want):
+    from ketch.runtime import create
+    assert create.early_console(argv) is want
