@@ -22,7 +22,7 @@ from ketch.runtime import init, sync
 
 def main(sock: int) -> None:
     _name_ourselves()
-    cgroupns = False
+    cgroupns = lo = False
     try:
         boot = sync.recv(sock, "bootstrap")
         if boot["type"] != "bootstrap":
@@ -34,7 +34,7 @@ def main(sock: int) -> None:
             pid = os.fork()
         else:
             join = boot.get("cgroup")
-            cgroupns = _enter_namespaces(sock, boot["config"], join)
+            cgroupns, lo = _enter_namespaces(sock, boot["config"], join)
             pid = _fork(join)
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent as data
         _report(sock, exc)
@@ -50,6 +50,13 @@ def main(sock: int) -> None:
         init.main(boot, sock)  # never returns
         os._exit(1)
     sync.send(sock, "pid", pid=pid)
+    if lo:
+        # While init works (the parent reaps us before `start`, and reports a failure).
+        try:
+            _lo_up()
+        except BaseException as exc:  # noqa: BLE001
+            _report(sock, exc)
+            os._exit(1)
     os._exit(0)
 
 
@@ -69,9 +76,11 @@ def _report(sock: int, exc: BaseException) -> None:
         pass
 
 
-def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> bool:
-    """Join and make the config's namespaces; True if init must make a new cgroup
-    namespace itself (once it is in its cgroups).
+def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> tuple[bool, bool]:
+    """Join and make the config's namespaces. Returns whether init must make a new
+    cgroup namespace itself (once it is in its cgroups), and whether `lo` of a new
+    network namespace is still to be brought up (we do it after the fork, while
+    init works; with hooks, now, before any of them runs).
 
     `join`: the container's cgroup dirs, when we move into them ourselves
     ({"v1": [...], "v2": dir or None}; see _fork). Otherwise the parent moves us
@@ -119,17 +128,23 @@ def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> bool:
         flags |= _ns.NS_FLAGS[kind]
     if flags:
         _ns.unshare(flags)
-    if "network" in new:
-        # As runc does: a new network namespace has `lo`, down; it is brought up
-        # (the kernel then gives it 127.0.0.1 and ::1), which is Docker's `none`.
-        from ketch._sys import netif
-        netif.set_up("lo")
+    lo = "network" in new
+    if lo and spec.get("hooks"):
+        _lo_up()
+        lo = False
     if not waited:
         _in_cgroup(sock)
     if later and join is None:
         _ns.unshare(_ns.CLONE_NEWCGROUP)
-        return False
-    return bool(later)
+        return False, lo
+    return bool(later), lo
+
+
+def _lo_up() -> None:
+    """As runc does: a new network namespace has `lo`, down; it is brought up (the
+    kernel then gives it 127.0.0.1 and ::1), which is Docker's `none`."""
+    from ketch._sys import netif
+    netif.set_up("lo")
 
 
 def _join_v1(join: dict) -> None:

@@ -56,13 +56,14 @@ class Undo:
                 pass
 
 
-def validate(spec: dict, bundle: str) -> str:
-    """Check the whole config; return the absolute rootfs path."""
+def validate(spec: dict, bundle: str) -> tuple[str, dict]:
+    """Check the whole config; return the absolute rootfs path and the process's
+    capability sets, parsed (init is given them: one step less on its way)."""
     from ketch.oci import runtime_spec
     runtime_spec.check(spec)
     linux = spec.get("linux") or {}
     from ketch.runtime import caps, log
-    caps.parse_spec_warning(spec["process"].get("capabilities"), log.warn)
+    sets = caps.parse_spec_warning(spec["process"].get("capabilities"), log.warn)
     if linux.get("seccomp") is not None:
         from ketch.runtime import seccomp
         seccomp.validate(linux["seccomp"])
@@ -76,7 +77,7 @@ def validate(spec: dict, bundle: str) -> str:
     rootfs = os.path.normpath(os.path.join(bundle, path))
     if not os.path.isdir(rootfs):
         raise InvalidArgument(f"root.path: {rootfs} is not a directory")
-    return rootfs
+    return rootfs, sets
 
 
 def options(opts: dict) -> dict:
@@ -281,7 +282,7 @@ def _prepare(root: str, cid: str, bundle: str, spec: dict, early: dict, cg,
     "bootstrap"; returns the Container."""
     from ketch.runtime import sync
     from ketch.runtime.state import Container
-    rootfs = validate(spec, bundle)
+    rootfs, sets = validate(spec, bundle)
     if spec["process"].get("terminal") and not console:
         raise InvalidArgument("process.terminal: a terminal needs --console-socket "
                               "(or `run` in the foreground)")
@@ -300,7 +301,7 @@ def _prepare(root: str, cid: str, bundle: str, spec: dict, early: dict, cg,
     # cgroup or user namespace or forks init (bootstrap.py).
     sync.send(early["sock"], "bootstrap", config=spec, bundle=bundle, rootfs=rootfs,
               fifo=c.fifo, no_pivot=no_pivot, preserve_fds=preserve,
-              console_fd=early["console_fd"] if terminal else None, cgroup=join)
+              console_fd=early["console_fd"] if terminal else None, cgroup=join, caps=sets)
     return c
 
 
@@ -401,10 +402,13 @@ def _spawn(c, spec: dict, early: dict, undo: Undo) -> int:
             _hooks.run_all(hooks.get("createRuntime"), "createRuntime", state)
             sync.send(sock, "hooks-done", state=state)
         elif kind == "ready":
-            # Stage 1 exited right after sending "pid": reaped now, not then, so we
+            # Stage 1 exits soon after sending "pid": reaped now, not then, so we
             # never sit waiting for it to be scheduled while init works.
-            spawn.reap(stage1)
+            status = spawn.reap(stage1)
             early["stage1"] = 0   # reaped: its pid is nobody's to signal any more
+            if status != 0:   # after "pid" it only brings `lo` up (bootstrap.py)
+                raise KetchError(f"container init: stage 1 exited with status {status}",
+                                 exit_code=1)
             if ours is not None:
                 from ketch.runtime import tty
                 c.console = tty.receive_master(ours)

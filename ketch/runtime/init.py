@@ -51,11 +51,11 @@ def _init(boot: dict, sock: int) -> None:
     new_ns = {n["type"] for n in linux.get("namespaces") or [] if not n.get("path")}
     all_ns = {n["type"] for n in linux.get("namespaces") or []}
     # 1. Our own session, and the sync socket must never reach the container's process.
-    #    Capability sets are computed now: parsing reads /proc, which may vanish with
-    #    the root switch. exec.fifo is opened now, while its path is reachable.
+    #    The capability sets came parsed from `create` (it checked them; parsing reads
+    #    our bounding set, the same in both). exec.fifo is opened now, while its path
+    #    is reachable.
     os.setsid()
     os.set_inheritable(sock, False)
-    boot["caps"] = caps.parse_spec(proc.get("capabilities"))
     fifo = os.open(boot["fifo"], os.O_PATH | os.O_CLOEXEC)
     # Code from the host's filesystem is loaded now, before we may lose the right to
     # read it (user namespace) or the path to it (pivot_root): libseccomp (dlopen()ed
