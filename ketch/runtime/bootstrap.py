@@ -152,19 +152,24 @@ def _join_v1(join: dict) -> None:
     thread moving itself (`tasks`, "0") takes no global lock, where a pid
     written to cgroup.procs waits for an RCU grace period (7-25 ms here)."""
     for d in join["v1"]:
-        _write_0(os.path.join(d, "tasks"))
+        fd = os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            _write_0(fd, d)
+        finally:
+            os.close(fd)
     if join.get("v2"):
+        # Opened now, while the paths are the host's (a mount namespace may be joined
+        # next); the procs file only for _fork's fallback.
         join["fd"] = os.open(join["v2"], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        join["procs"] = os.open(os.path.join(join["v2"], "cgroup.procs"),
+                                os.O_WRONLY | os.O_CLOEXEC)
 
 
-def _write_0(path: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+def _write_0(fd: int, where: str) -> None:
     try:
         os.write(fd, b"0")
     except OSError as exc:
-        raise OSError(exc.errno, f"join cgroup: {exc.strerror}", path) from exc
-    finally:
-        os.close(fd)
+        raise OSError(exc.errno, f"join cgroup: {exc.strerror}", where) from exc
 
 
 def _fork(join: dict | None) -> int:
@@ -176,7 +181,7 @@ def _fork(join: dict | None) -> int:
         try:
             return proc.fork_into_cgroup(join["fd"])
         except OSError:
-            _write_0(os.path.join(join["v2"], "cgroup.procs"))
+            _write_0(join["procs"], join["v2"])
     return os.fork()
 
 

@@ -297,8 +297,8 @@ def _prepare(root: str, cid: str, bundle: str, spec: dict, early: dict, cg,
         # Limit files take no lock the move holds; set before init is forked.
         cg.set(linux["resources"])
     terminal = bool(spec["process"].get("terminal"))
-    # Stage 1 makes its namespaces meanwhile and waits for "cgroup" before it makes a
-    # cgroup or user namespace or forks init (bootstrap.py).
+    # With `join`, stage 1 moves itself into the cgroup; without, it waits for our
+    # "cgroup" before it makes a cgroup or user namespace or forks init (bootstrap.py).
     sync.send(early["sock"], "bootstrap", config=spec, bundle=bundle, rootfs=rootfs,
               fifo=c.fifo, no_pivot=no_pivot, preserve_fds=preserve,
               console_fd=early["console_fd"] if terminal else None, cgroup=join, caps=sets)
@@ -342,14 +342,14 @@ class _Cgroup:
         self.cg = manager_for(linux.get("cgroupsPath"), cid)
         self.joined = False
         made = early.pop("cgroup", None)
-        ours = made is not None and made.paths == self.cg.paths
-        if ours:
+        reuse = made is not None and made.paths == self.cg.paths
+        if reuse:
             self.cg = made   # precgroup()'s
         elif made is not None:
             made.destroy()   # precgroup() guessed another path; nothing is in it
         undo.callback(self.cg.destroy)
         undo.callback(_kill_reap_stage1, early)  # again: undo runs in reverse, the cgroup must be empty
-        if ours:
+        if reuse:
             if linux.get("devices"):
                 made.allow_linux_devices(linux["devices"])
             return

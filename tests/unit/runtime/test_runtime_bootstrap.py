@@ -34,8 +34,11 @@ def test_v1_dirs_are_joined_by_writing_0_to_tasks(dirs):
             assert open(os.path.join(d, "tasks")).read() == "0"
             assert open(os.path.join(d, "cgroup.procs")).read() == ""
         assert os.path.samefile(f"/proc/self/fd/{dirs['fd']}", dirs["v2"])
+        assert os.path.samefile(f"/proc/self/fd/{dirs['procs']}",
+                                os.path.join(dirs["v2"], "cgroup.procs"))
     finally:
         os.close(dirs["fd"])
+        os.close(dirs["procs"])
 
 
 def test_without_clone3_stage_1_moves_itself_then_forks(dirs, monkeypatch):
@@ -52,7 +55,11 @@ def test_without_clone3_stage_1_moves_itself_then_forks(dirs, monkeypatch):
     monkeypatch.setattr(proc, "fork_into_cgroup", no_clone3)
     monkeypatch.setattr(os, "fork", fork)
     dirs["fd"] = 99
-    assert bootstrap._fork(dirs) == 4242
+    dirs["procs"] = os.open(os.path.join(dirs["v2"], "cgroup.procs"), os.O_WRONLY)
+    try:
+        assert bootstrap._fork(dirs) == 4242
+    finally:
+        os.close(dirs["procs"])
     # Moved into the cgroup2 dir (by "0": ourselves) before the fork, so init is born there.
     assert calls == [("clone3", 99), ("fork", "0")]
 
