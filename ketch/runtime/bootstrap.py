@@ -30,8 +30,12 @@ def main(sock: int) -> None:
         if boot.get("exec"):
             # Load now what stage 2 needs: joining the mount namespace hides our source.
             boot["caps"] = init.preload(boot["config"], boot["process"])
-            _join_container(boot["target_pid"], boot.get("join_user", False))
-            pid = os.fork()
+            join = boot.get("cgroup")
+            if join is not None:
+                _join_v1(join)   # while the host's paths are ours
+            cgroupns = _join_container(boot["target_pid"], boot.get("join_user", False),
+                                       keep_cgroup=join is not None and bool(join.get("v2")))
+            pid = _fork(join)
         else:
             join = boot.get("cgroup")
             cgroupns, lo = _enter_namespaces(sock, boot["config"], join)
@@ -40,10 +44,14 @@ def main(sock: int) -> None:
         _report(sock, exc)
         os._exit(1)
     if pid == 0:
-        if cgroupns:
-            # Born in its cgroups (see _fork): the namespace is rooted there.
+        if cgroupns is not False and cgroupns is not None:
+            # Born in its cgroups (see _fork): a new cgroup namespace is rooted there,
+            # or (exec) the container's is joined now.
             try:
-                _ns.unshare(_ns.CLONE_NEWCGROUP)
+                if cgroupns is True:
+                    _ns.unshare(_ns.CLONE_NEWCGROUP)
+                else:
+                    _ns.setns(cgroupns, _ns.CLONE_NEWCGROUP, "cgroup of the container")
             except BaseException as exc:  # noqa: BLE001
                 _report(sock, exc)
                 os._exit(1)
@@ -190,8 +198,13 @@ def _in_cgroup(sock: int) -> None:
         os._exit(1)
 
 
-def _join_container(pid: int, join_user: bool) -> None:
-    """setns into each namespace of `pid` that differs from ours (user first)."""
+def _join_container(pid: int, join_user: bool, keep_cgroup: bool = False) -> int | None:
+    """setns into each namespace of `pid` that differs from ours (user first).
+
+    `keep_cgroup`: the cgroup namespace is not joined but returned, open, for the
+    child to join (it is cloned into its cgroup2 dir first, which a process inside
+    the container's cgroup namespace may not be allowed to name: nsdelegate).
+    """
     order = ["user", "ipc", "uts", "net", "pid", "cgroup", "mnt", "time"]
     if not join_user:
         order.remove("user")
@@ -204,6 +217,11 @@ def _join_container(pid: int, join_user: bool) -> None:
             fds.append((name, os.open(theirs, os.O_RDONLY | os.O_CLOEXEC)))
         except FileNotFoundError:
             continue
+    kept = None
     for name, fd in fds:
+        if keep_cgroup and name == "cgroup":
+            kept = fd
+            continue
         _ns.setns(fd, 0, f"{name} of pid {pid}")
         os.close(fd)
+    return kept

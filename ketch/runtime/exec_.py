@@ -80,11 +80,16 @@ def run(c: Container, opts: dict, args: list[str]) -> int:
     _proc.prctl(_proc.PR_SET_CHILD_SUBREAPER, 1)
     stage1, sock = spawn.start_init(keep)
     try:
-        if c.data.get("cgroup"):
-            c.cgroup().add(stage1)
         ns = {n["type"] for n in (c.config.get("linux") or {}).get("namespaces") or []}
+        join = None
+        if c.data.get("cgroup"):
+            if "user" in ns:   # its root may not write the host's cgroup files: we move it
+                c.cgroup().add(stage1)
+            else:   # it moves itself, and clones the process in (bootstrap.py): no lock
+                join = c.cgroup().join_dirs()
         sync.send(sock, "bootstrap", exec=True, target_pid=c.pid, join_user="user" in ns,
-                  process=proc, config=c.config, console_fd=console_fd, preserve_fds=preserve)
+                  process=proc, config=c.config, console_fd=console_fd, preserve_fds=preserve,
+                  cgroup=join)
         msg = sync.recv(sock, "pid")
         if msg["type"] != "pid":
             raise KetchError("exec failed: unable to start container process: "

@@ -65,18 +65,20 @@ def test_user_namespace_container_is_moved_by_the_parent(runc, bundle, ketch_env
         runc("delete", "--force", "u1", check=True)
 
 
-def test_create_moves_no_process_by_pid(runc, bundle, tmp_path):
-    """No pid is written to a cgroup.procs file (that write waits for an RCU grace
-    period on v1 and hybrid hosts); where there is a cgroup2 hierarchy, init is
-    cloned into it."""
+def _traced(runc, tmp_path, *args: str) -> str:
     need_tool("strace")
-    bundle.save()
     trace = tmp_path / "trace"
     proc = subprocess.run(["strace", "-f", "-qq", "-y", "-s", "32", "-e", "trace=write,clone3",
-                           "-o", str(trace), runc.exe, "--root", runc.root, "run", "--bundle",
-                           str(bundle.path), "s1"], capture_output=True, text=True, timeout=60)
+                           "-o", str(trace), runc.exe, "--root", runc.root, *args],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    text = trace.read_text()
+    return trace.read_text()
+
+
+def _assert_no_pid_moved(text: str) -> None:
+    """No pid is written to a cgroup.procs file (that write waits for an RCU grace
+    period on v1 and hybrid hosts); where there is a cgroup2 hierarchy, the new
+    process is cloned into it."""
     cgroup_writes = re.findall(r'write\(\d+<(/sys/fs/cgroup/[^>]*/(?:cgroup\.procs|tasks))>, '
                                r'"([^"]*)"', text)
     assert cgroup_writes, text
@@ -86,6 +88,19 @@ def test_create_moves_no_process_by_pid(runc, bundle, tmp_path):
     assert len(v1) == len({m for k, m in layout.mounts.items() if k != "unified"})
     if "unified" in layout.mounts:
         assert "CLONE_INTO_CGROUP" in text
+
+
+def test_create_moves_no_process_by_pid(runc, bundle, tmp_path):
+    bundle.save()
+    _assert_no_pid_moved(_traced(runc, tmp_path, "run", "--bundle", str(bundle.path), "s1"))
+
+
+def test_exec_moves_no_process_by_pid(runc, bundle, tmp_path):
+    _run_sleeping(runc, bundle, "e1")
+    try:
+        _assert_no_pid_moved(_traced(runc, tmp_path, "exec", "e1", "true"))
+    finally:
+        runc("delete", "--force", "e1", check=True)
 
 
 def test_a_config_error_after_the_cgroup_is_made_leaves_nothing(runc, bundle, ketch_env):
