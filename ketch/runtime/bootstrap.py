@@ -22,7 +22,7 @@ from ketch.runtime import init, sync
 
 def main(sock: int) -> None:
     _name_ourselves()
-    cgroupns = lo = False
+    cgroupns, lo = False, None
     try:
         boot = sync.recv(sock, "bootstrap")
         if boot["type"] != "bootstrap":
@@ -58,10 +58,10 @@ def main(sock: int) -> None:
         init.main(boot, sock)  # never returns
         os._exit(1)
     sync.send(sock, "pid", pid=pid)
-    if lo:
+    if lo is not None:
         # While init works (the parent reaps us before `start`, and reports a failure).
         try:
-            _lo_up()
+            lo()
         except BaseException as exc:  # noqa: BLE001
             _report(sock, exc)
             os._exit(1)
@@ -84,11 +84,11 @@ def _report(sock: int, exc: BaseException) -> None:
         pass
 
 
-def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> tuple[bool, bool]:
+def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> tuple[bool, object]:
     """Join and make the config's namespaces. Returns whether init must make a new
-    cgroup namespace itself (once it is in its cgroups), and whether `lo` of a new
-    network namespace is still to be brought up (we do it after the fork, while
-    init works; with hooks, now, before any of them runs).
+    cgroup namespace itself (once it is in its cgroups), and, when `lo` of a new
+    network namespace is still to be brought up, what does it (we call it after
+    the fork, while init works; with hooks, now, before any of them runs).
 
     `join`: the container's cgroup dirs, when we move into them ourselves
     ({"v1": [...], "v2": dir or None}; see _fork). Otherwise the parent moves us
@@ -136,10 +136,10 @@ def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> tuple[bool, b
         flags |= _ns.NS_FLAGS[kind]
     if flags:
         _ns.unshare(flags)
-    lo = "network" in new
-    if lo and spec.get("hooks"):
-        _lo_up()
-        lo = False
+    lo = _lo_up() if "network" in new else None
+    if lo is not None and spec.get("hooks"):
+        lo()
+        lo = None
     if not waited:
         _in_cgroup(sock)
     if later and join is None:
@@ -148,11 +148,20 @@ def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> tuple[bool, b
     return bool(later), lo
 
 
-def _lo_up() -> None:
-    """As runc does: a new network namespace has `lo`, down; it is brought up (the
-    kernel then gives it 127.0.0.1 and ::1), which is Docker's `none`."""
+def _lo_up():
+    """What brings `lo` of a new network namespace up, loaded: as runc does, `lo`
+    (down in a new namespace) is brought up, which gives it 127.0.0.1 and ::1
+    (Docker's `none`).
+
+    Loaded now, called later: once init pivots its root, ours is the
+    container's too (pivot_root moves every process of the mount namespace
+    still rooted at the old root), so after the fork nothing more can be
+    imported from the host's files.
+    """
+    import _socket  # noqa: F401 - set_up's own import, done while we can
+
     from ketch._sys import netif
-    netif.set_up("lo")
+    return lambda: netif.set_up("lo")
 
 
 def _join_v1(join: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
 import pytest
 
@@ -77,3 +78,30 @@ def test_pure_v1_and_the_parent_moved_paths_fork_plainly(monkeypatch):
     monkeypatch.setattr(os, "fork", lambda: 4444)
     assert bootstrap._fork({"v1": ["/x"], "v2": None}) == 4444
     assert bootstrap._fork(None) == 4444
+
+
+class _NoImports:
+    """A meta path finder that refuses every import not already loaded."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        raise ImportError(f"import of {name} after the fork")
+
+
+def test_lo_up_is_loaded_before_init_can_pivot_our_root_away(monkeypatch):
+    # Stage 1 brings lo up after forking init, by which time init may have pivoted
+    # the mount namespace's root (ours too): everything must be imported before.
+    for name in ("ketch._sys.netif", "_socket"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    up = bootstrap._lo_up()
+    from ketch._sys import netif
+    seen = []
+
+    def ioctl(fd, request, arg):   # lo reads as up already: nothing is set on the host
+        seen.append(request)
+        return arg[:16] + netif.IFF_UP.to_bytes(2, sys.byteorder) + arg[18:]
+
+    monkeypatch.setattr(netif.fcntl, "ioctl", ioctl)
+    monkeypatch.setattr(sys, "meta_path", [_NoImports()])
+    up()
+    assert seen == [netif.SIOCGIFFLAGS]
