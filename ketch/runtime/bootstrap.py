@@ -14,6 +14,7 @@ For `exec`, stage 1 joins every namespace of the running container instead.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from ketch._sys import ns as _ns
@@ -22,7 +23,7 @@ from ketch.runtime import init, sync
 
 def main(sock: int) -> None:
     _name_ourselves()
-    cgroupns, lo = False, None
+    cgroupns, lo, join = False, None, None
     try:
         boot = sync.recv(sock, "bootstrap")
         if boot["type"] != "bootstrap":
@@ -44,17 +45,21 @@ def main(sock: int) -> None:
         _report(sock, exc)
         os._exit(1)
     if pid == 0:
-        if cgroupns is not False and cgroupns is not None:
-            # Born in its cgroups (see _fork): a new cgroup namespace is rooted there,
-            # or (exec) the container's is joined now.
-            try:
+        try:
+            if cgroupns is not False and cgroupns is not None:
+                # Born in its cgroups (see _fork): a new cgroup namespace is rooted there,
+                # or (exec) the container's is joined now.
                 if cgroupns is True:
                     _ns.unshare(_ns.CLONE_NEWCGROUP)
                 else:
                     _ns.setns(cgroupns, _ns.CLONE_NEWCGROUP, "cgroup of the container")
-            except BaseException as exc:  # noqa: BLE001
-                _report(sock, exc)
-                os._exit(1)
+                    os.close(cgroupns)
+            # The host's cgroup directory must not reach the container, not even until
+            # execve closes it: a cwd of /proc/self/fd/N would lead out of the root.
+            _close_join(join)
+        except BaseException as exc:  # noqa: BLE001
+            _report(sock, exc)
+            os._exit(1)
         init.main(boot, sock)  # never returns
         os._exit(1)
     sync.send(sock, "pid", pid=pid)
@@ -189,6 +194,12 @@ def _write_0(fd: int, where: str) -> None:
         raise OSError(exc.errno, f"join cgroup: {exc.strerror}", where) from exc
 
 
+def _close_join(join: dict | None) -> None:
+    for key in ("fd", "procs"):
+        if join is not None and key in join:
+            os.close(join.pop(key))
+
+
 def _fork(join: dict | None) -> int:
     """Fork init. With `join` and a cgroup2 dir, init is born in it (clone3
     CLONE_INTO_CGROUP: no migration, so no lock); on a kernel without that we
@@ -197,7 +208,11 @@ def _fork(join: dict | None) -> int:
         from ketch._sys import proc
         try:
             return proc.fork_into_cgroup(join["fd"])
-        except OSError:
+        except OSError as exc:
+            # Only a kernel or filter without clone3 (or its cgroup flag) falls back;
+            # a real failure (pids.max, memory) is reported as itself.
+            if exc.errno not in (errno.ENOSYS, errno.E2BIG, errno.EINVAL, errno.EPERM):
+                raise
             _write_0(join["procs"], join["v2"])
     return os.fork()
 

@@ -196,6 +196,15 @@ def _prepare_process(proc: dict, linux: dict, sets: dict, preserve: int) -> tupl
         os.chdir(cwd)
     except OSError as exc:
         raise OSError(exc.errno, f"chdir to cwd {cwd!r}: {exc.strerror}") from exc
+    # And it must be inside our root (CVE-2024-21626: a cwd through /proc/self/fd/N
+    # of a host directory fd leads out of it). getcwd fails with ENOENT on a directory
+    # the root cannot reach (glibc turns the kernel's "(unreachable)" into that).
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:
+        here = ""
+    if not here.startswith("/"):
+        raise PermissionError(1, f"cwd {cwd!r} is outside the container's root")
     if user.get("umask") is not None:
         os.umask(user["umask"])
     else:

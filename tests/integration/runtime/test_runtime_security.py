@@ -24,6 +24,37 @@ def test_no_host_fd_leaks_into_container(runc, bundle, tmp_path):
     assert cwd == "/"
 
 
+def test_no_cwd_through_an_fd_of_init_leads_out_of_the_root(runc, bundle, tmp_path):
+    """CVE-2024-21626 class, init's own fds: whatever init holds open until execve (a
+    directory of the host's cgroup tree, say), a cwd of /proc/self/fd/N must not put
+    the process outside its root. Probed by reading a marker file the host made."""
+    marker = tmp_path / "host-marker"
+    marker.write_text("host side\n")
+    climb = "../" * 12 + str(marker).lstrip("/")
+    bundle.process["args"] = ["sh", "-c", f"cat {climb} 2>/dev/null; echo done"]
+    escaped = []
+    for n in range(3, 11):
+        bundle.process["cwd"] = f"/proc/self/fd/{n}"
+        proc = runc.run(bundle, f"fd{n}")
+        runc("delete", "--force", f"fd{n}")
+        if "host side" in proc.stdout:
+            escaped.append(n)
+    assert escaped == []
+    # exec too: its process is cloned by a stage 1 that held host directories open.
+    bundle.process.update(cwd="/", args=["sleep", "60"])
+    bundle.save()
+    runc("run", "-d", "--bundle", str(bundle.path), "x1", check=True)
+    try:
+        for n in range(3, 11):
+            proc = runc("exec", "--cwd", f"/proc/self/fd/{n}", "x1", "sh", "-c",
+                        f"cat {climb} 2>/dev/null; echo done")
+            if "host side" in proc.stdout:
+                escaped.append(f"exec {n}")
+    finally:
+        runc("delete", "--force", "x1", check=True)
+    assert escaped == []
+
+
 def test_preserve_fds_passes_exactly_those(runc, bundle, tmp_path):
     (tmp_path / "note").write_text("kept\n")
     bundle.process["args"] = ["sh", "-c", "cat <&3; ls /proc/self/fd"]
