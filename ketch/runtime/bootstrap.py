@@ -97,7 +97,7 @@ def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> tuple[bool, o
 
     `join`: the container's cgroup dirs, when we move into them ourselves
     ({"v1": [...], "v2": dir or None}; see _fork). Otherwise the parent moves us
-    and says "cgroup" when we are in.
+    and says "cgroup" when we are in, before we join or make anything.
     """
     wanted = [(n["type"], n.get("path") or None)
               for n in (spec.get("linux") or {}).get("namespaces") or []]
@@ -113,15 +113,11 @@ def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> tuple[bool, o
     new = {kind for kind, path in wanted if not path}
     if join is not None:
         _join_v1(join)
-        waited = True
     else:
-        # The parent moves us into the container's cgroup while we boot and unshare,
-        # and says "cgroup" when we are in it. A new cgroup namespace is rooted where
-        # we stand when it is made, and a user namespace changes who owns what we
-        # make: those wait for the word.
-        waited = "user" in new or any(kind in ("user", "cgroup") for kind, _p, _f in joins)
-        if waited:
-            _in_cgroup(sock)
+        # The parent moves us into the container's cgroup (a new user namespace, or a
+        # joined user or cgroup one) and says "cgroup" when we are in it: wait before
+        # anything is joined or made (a new cgroup namespace is rooted where we stand).
+        _in_cgroup(sock)
     # The user namespace first (runc's order): the others may be owned by it.
     joins.sort(key=lambda j: j[0] != "user")
     for kind, path, fd in joins:
@@ -135,7 +131,8 @@ def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> tuple[bool, o
             os._exit(1)
         # No setresuid(0) yet: our host uid still owns the bundle's path (which may sit
         # under a 0700 /root); init switches to the process's user at the very end.
-    later = new & {"cgroup"} if join is not None or not waited else set()
+    # With `join` init is born in its cgroup2 dir after us: it makes the namespace.
+    later = new & {"cgroup"} if join is not None else set()
     flags = 0
     for kind in new - {"user"} - later:
         flags |= _ns.NS_FLAGS[kind]
@@ -145,11 +142,6 @@ def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> tuple[bool, o
     if lo is not None and spec.get("hooks"):
         lo()
         lo = None
-    if not waited:
-        _in_cgroup(sock)
-    if later and join is None:
-        _ns.unshare(_ns.CLONE_NEWCGROUP)
-        return False, lo
     return bool(later), lo
 
 

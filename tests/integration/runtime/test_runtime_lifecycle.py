@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 
 import pytest
@@ -80,6 +81,29 @@ def test_delete_force_removes_a_container_without_readable_state(runc, content):
     assert os.path.isdir(cdir)
     runc("delete", "--force", "c1", check=True)
     assert not os.path.exists(cdir)
+
+
+def test_delete_force_of_a_torn_state_stops_what_is_in_its_cgroup(runc):
+    # create killed after init was ready but before it wrote state.json: init waits
+    # on exec.fifo in the container's cgroup, and nothing else knows of it.
+    from ketch.runtime.cgroups import manager_for
+    cdir = os.path.join(runc.root, "t1")
+    os.makedirs(cdir)
+    cg = manager_for(None, "t1")
+    cg.create()
+    stray = subprocess.Popen(["sleep", "60"])
+    try:
+        cg.add(stray.pid)
+        runc("delete", "--force", "t1", check=True)
+        assert stray.wait(timeout=10) == -9
+        assert not any(os.path.exists(d) for d in cg.paths.values())
+        assert not os.path.exists(cdir)
+    finally:
+        if stray.poll() is None:
+            stray.kill()
+            stray.wait()
+        if any(os.path.exists(d) for d in cg.paths.values()):
+            cg.destroy()
 
 
 def test_exec_with_user_env_cwd(runc, bundle):
