@@ -71,12 +71,13 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     period, 7-25 ms on these machines). Returns 0 in the child, its pid in us.
 
     This is the raw system call, not os.fork(): the child skips CPython's
-    after-fork bookkeeping (it re-creates the GIL, forgets other threads and
-    runs os.register_at_fork hooks) and glibc's (its cached thread id keeps the
-    parent's value, which only raise(3) and recursive/robust pthread mutexes
-    read). Only a single-threaded caller that registered no fork hooks may use
-    it, whose child uses neither: init's stage 1 (bootstrap.py), whose child
-    goes straight to execve.
+    after-fork work (re-creating the GIL, forgetting other threads, running
+    os.register_at_fork hooks such as the one `threading` registers, so
+    `threading` must not be used in the child) and glibc's (the thread id
+    glibc caches keeps the parent's value; raise(3), pthread_kill and
+    recursive/robust mutexes read it, so the child must not use them). The
+    caller must be single-threaded. Its one user is init's stage 1
+    (bootstrap.py), whose child runs init's own code to execve and nothing else.
     """
     # struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
     # stack_size, tls, set_tid, set_tid_size, cgroup (u64 each; the v2 layout)
