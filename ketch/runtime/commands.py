@@ -68,39 +68,19 @@ def cmd_delete(root: str, opts: dict, pos: list[str]) -> int:
             raise
         # runc: delete --force of a missing container succeeds. A directory whose
         # state.json is missing or torn (create killed before it wrote it; a crash,
-        # as state is written without fsync) goes too, and whatever is still in the
-        # cgroup such a create makes is stopped first.
+        # as state is written without fsync) goes too, with whatever is still in the
+        # cgroup such a create makes for it (its state, which could name another, is
+        # gone).
+        data: dict = {"config": {}}
         if os.path.isdir(os.path.join(root, pos[0])):
-            _stop_default_cgroup(pos[0])
-        Container(root, pos[0], {}).remove()
-        return 0
+            from ketch.runtime.cgroups import manager_for
+            cg = manager_for(None, pos[0])
+            cg.created = [d for d in dict.fromkeys(cg.paths.values()) if os.path.isdir(d)]
+            if cg.created:
+                data["cgroup"] = cg.to_state()
+        c = Container(root, pos[0], data)
     container.delete(c, bool(opts.get("force")))
     return 0
-
-
-def _stop_default_cgroup(cid: str) -> None:
-    """SIGKILL what is in the cgroup create makes for `cid` without a cgroupsPath,
-    then remove that cgroup (its state, which would name another, is gone)."""
-    import time
-
-    from ketch.runtime.cgroups import CgroupManager, manager_for
-    cg = manager_for(None, cid)
-    cg = CgroupManager(cg.mode, cg.path, cg.paths,
-                       [d for d in dict.fromkeys(cg.paths.values()) if os.path.isdir(d)])
-    if not cg.created:
-        return
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        pids = cg.pids()
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.01)
-    cg.destroy()
 
 
 def cmd_pause(root: str, opts: dict, pos: list[str]) -> int:

@@ -102,6 +102,7 @@ def begin(own_console: bool = False, console_socket: str | None = None,
         undo.run()
         raise
     early["undo"] = undo
+    early["flags"] = (own_console, console_socket, preserve_fds)   # see early_matches()
     return early
 
 
@@ -119,11 +120,7 @@ def begin_from_argv(argv: list[str]) -> dict | None:
     begins again) if the flags it was begun for differ (early_matches()).
     """
     own = early_console(argv)
-    if own is None:
-        return None
-    early = begin(own)
-    early["flags"] = (own, None, 0)
-    return early
+    return None if own is None else begin(own)
 
 
 def early_console(argv: list[str]) -> bool | None:
@@ -178,7 +175,8 @@ def precgroup(early: dict, cid: str) -> None:
 def warm() -> None:
     """Import what create() loads on its way (~5 ms here): for a caller that has
     time before it (a Creator waiting for its go, engine/monitor.py)."""
-    from ketch.runtime import caps, hooks, log, seccomp, tty  # noqa: F401
+    from ketch.oci import runtime_spec  # noqa: F401
+    from ketch.runtime import caps, fastjson, hooks, log, seccomp, state, sync, tty  # noqa: F401
     from ketch.runtime.cgroups import devices, fs, layout, v1, v2, validate  # noqa: F401
 
 
@@ -340,7 +338,6 @@ class _Cgroup:
         from ketch.runtime.cgroups import manager_for
         linux = spec.get("linux") or {}
         self.cg = manager_for(linux.get("cgroupsPath"), cid)
-        self.joined = False
         made = early.pop("cgroup", None)
         reuse = made is not None and made.paths == self.cg.paths
         if reuse:
@@ -366,13 +363,10 @@ class _Cgroup:
         for ns in (spec.get("linux") or {}).get("namespaces") or []:
             if ns["type"] == "user" or (ns["type"] == "cgroup" and ns.get("path")):
                 return None
-        self.joined = True
         return self.cg.join_dirs()
 
     def join(self, early: dict) -> None:
-        if not self.joined:
-            self.cg.add(early["stage1"])
-            self.joined = True
+        self.cg.add(early["stage1"])
 
 
 def _spawn(c, spec: dict, early: dict, undo: Undo) -> int:
