@@ -203,14 +203,13 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
     from ketch.runtime.state import check_id
     check_id(cid)
     bundle = os.path.abspath(bundle)
+    if early is None:
+        # Stage 1 first of all: its interpreter boots on the other core while we
+        # read and check the config (it does nothing before "bootstrap", and a
+        # bad config just kills it).
+        early = begin(own_console, console_socket, preserve_fds)
     with Undo() as undo:
-        if early is not None:
-            undo.adopt(early.pop("undo"))   # its cleanup is ours now
-        else:
-            # Stage 1 first of all: its interpreter boots on the other core while we
-            # read and check the config (it does nothing before "bootstrap", and a
-            # bad config just kills it).
-            early = _start_stage1(console_socket, own_console, preserve_fds, undo)
+        undo.adopt(early.pop("undo"))   # its cleanup is ours now
         from ketch.oci import runtime_spec
         from ketch.runtime import fastjson
         spec = runtime_spec.load(os.path.join(bundle, "config.json"), fastjson.loads)
@@ -225,20 +224,12 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str | None = None,
         args = (root, cid, bundle, spec, early, cgroup.cg, console_socket or own_console,
                 no_pivot, preserve_fds)
         join = cgroup.self_join(spec)
-        if join is not None:
-            # Stage 1 moves itself and places init (bootstrap.py): no lock to wait for.
-            c = _prepare(*args, join)
-        else:
-            # We move stage 1: on v1 hierarchies (this hybrid host has ten) the first
-            # cgroup.procs write waits for an RCU grace period, 7-25 ms here. The rest
-            # of create's preparation runs on a thread meanwhile (and stage 1 boots).
-            # Nothing forks while the thread runs; on any failure both are finished
-            # before undo runs. A config error is reported before a cgroup error.
-            prep = _Thread(_prepare, *args, None)
-            try:
-                cgroup.join(early)
-            finally:
-                c = prep.result()
+        # With `join` stage 1 moves itself and places init (bootstrap.py): no lock to
+        # wait for. Without (a user namespace, or a joined user or cgroup one) we move
+        # it, which on v1 hierarchies waits for an RCU grace period (7-25 ms here).
+        c = _prepare(*args, join)
+        if join is None:
+            cgroup.cg.add(early["stage1"])
             sync.send(early["sock"], "cgroup")   # stage 1 goes on now (bootstrap.py)
         c.data["cgroup"] = cgroup.cg.to_state()
         pid = _spawn(c, spec, early, undo)
@@ -303,36 +294,9 @@ def _prepare(root: str, cid: str, bundle: str, spec: dict, early: dict, cg,
     return c
 
 
-class _Thread:
-    """fn(*args) on a thread of its own; result() waits, and returns or raises."""
-
-    def __init__(self, fn, *args):
-        import _thread
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
-        self._value = self._error = None
-        _thread.start_new_thread(self._run, (fn, args))
-
-    def _run(self, fn, args) -> None:
-        try:
-            self._value = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
-            self._error = exc
-        finally:
-            self._done.release()
-
-    def result(self):
-        with self._done:
-            pass
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 class _Cgroup:
     """The container's cgroup: made at once (precgroup()'s taken as it is when it is
-    the one the config names); stage 1 moves itself in (self_join()), or join()
-    moves it."""
+    the one the config names); stage 1 moves itself in when self_join() says so."""
 
     def __init__(self, spec: dict, cid: str, early: dict, undo: Undo):
         from ketch.runtime.cgroups import manager_for
@@ -364,9 +328,6 @@ class _Cgroup:
             if ns["type"] == "user" or (ns["type"] == "cgroup" and ns.get("path")):
                 return None
         return self.cg.join_dirs()
-
-    def join(self, early: dict) -> None:
-        self.cg.add(early["stage1"])
 
 
 def _spawn(c, spec: dict, early: dict, undo: Undo) -> int:

@@ -1,10 +1,8 @@
 """Starting init: spawn a read-only view of the interpreter, talk over sync.
 
-`ketch-runc` is itself a freshly exec'd process; it spawns stage 1
-(bootstrap.py), a clean, single-threaded interpreter exec'd from a
-protected view of its own binary (posix_spawn: nothing of the parent's
-memory, threads or locks is carried over; create's cgroup thread, see
-create.py, never forks).
+`ketch-runc` is itself a freshly exec'd, single-threaded process (no thread
+is ever started on the create path); it spawns stage 1 (bootstrap.py), a
+clean interpreter exec'd from a protected view of its own binary.
 
 That view is never the host's writable file: a container process that
 reaches its init's executable through /proc/<pid>/exe (or runs

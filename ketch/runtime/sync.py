@@ -24,9 +24,8 @@ and EOF means the child exec'd (the socket is close-on-exec in init) or died.
                                                                           blocks on exec.fifo until `start`
 
 With a new user namespace, or a joined user or cgroup namespace, the
-parent moves stage 1 into the cgroup instead (by pid, on a thread that
-waits for the kernel while another sends "bootstrap") and then says
-"cgroup"; stage 1 waits for that word before its first setns/unshare,
+parent moves stage 1 into the cgroup instead (by pid, after "bootstrap")
+and then says "cgroup"; stage 1 waits for that word before its first setns/unshare,
 makes every new namespace itself (the cgroup one included) and forks init:
 
                        <------------ "usermap"      (only with a new user ns)
