@@ -23,37 +23,33 @@ from ketch.runtime import init, sync
 
 def main(sock: int) -> None:
     _name_ourselves()
-    cgroupns, lo, join = False, None, None
+    in_child = lo = join = None   # (call, args) init makes first; what we do after the fork
     try:
         boot = sync.recv(sock, "bootstrap")
         if boot["type"] != "bootstrap":
             os._exit(1)
+        join = boot.get("cgroup")
+        if join is not None:
+            _join_v1(join)   # while the host's paths are ours
         if boot.get("exec"):
             # Load now what stage 2 needs: joining the mount namespace hides our source.
             boot["caps"] = init.preload(boot["config"], boot["process"])
-            join = boot.get("cgroup")
-            if join is not None:
-                _join_v1(join)   # while the host's paths are ours
-            cgroupns = _join_container(boot["target_pid"], boot.get("join_user", False),
-                                       keep_cgroup=join is not None and bool(join.get("v2")))
-            pid = _fork(join)
+            kept = _join_container(boot["target_pid"], boot.get("join_user", False),
+                                   keep_cgroup=join is not None and bool(join.get("v2")))
+            if kept is not None:   # joined by the process, once it is in its cgroups
+                in_child = (_ns.setns, (kept, _ns.CLONE_NEWCGROUP, "cgroup of the container"))
         else:
-            join = boot.get("cgroup")
-            cgroupns, lo = _enter_namespaces(sock, boot["config"], join)
-            pid = _fork(join)
+            new_cgroupns, lo = _enter_namespaces(sock, boot["config"], join)
+            if new_cgroupns:   # rooted where init is born (see _fork)
+                in_child = (_ns.unshare, (_ns.CLONE_NEWCGROUP,))
+        pid = _fork(join)
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent as data
         _report(sock, exc)
         os._exit(1)
     if pid == 0:
         try:
-            if cgroupns is not False and cgroupns is not None:
-                # Born in its cgroups (see _fork): a new cgroup namespace is rooted there,
-                # or (exec) the container's is joined now.
-                if cgroupns is True:
-                    _ns.unshare(_ns.CLONE_NEWCGROUP)
-                else:
-                    _ns.setns(cgroupns, _ns.CLONE_NEWCGROUP, "cgroup of the container")
-                    os.close(cgroupns)
+            if in_child is not None:
+                in_child[0](*in_child[1])
             # The host's cgroup directory must not reach the container, not even until
             # execve closes it: a cwd of /proc/self/fd/N would lead out of the root.
             _close_join(join)
@@ -95,7 +91,7 @@ def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> tuple[bool, o
     network namespace is still to be brought up, what does it (we call it after
     the fork, while init works; with hooks, now, before any of them runs).
 
-    `join`: the container's cgroup dirs, when we move into them ourselves
+    `join`: the container's cgroup dirs, when we moved into them ourselves
     ({"v1": [...], "v2": dir or None}; see _fork). Otherwise the parent moves us
     and says "cgroup" when we are in, before we join or make anything.
     """
@@ -111,9 +107,7 @@ def _enter_namespaces(sock: int, spec: dict, join: dict | None) -> tuple[bool, o
                 raise OSError(exc.errno, f"open namespace {kind}", path) from exc
             joins.append((kind, path, fd))
     new = {kind for kind, path in wanted if not path}
-    if join is not None:
-        _join_v1(join)
-    else:
+    if join is None:
         # The parent moves us into the container's cgroup (a new user namespace, or a
         # joined user or cgroup one) and says "cgroup" when we are in it: wait before
         # anything is joined or made (a new cgroup namespace is rooted where we stand).
