@@ -37,6 +37,7 @@ def main(sock: int) -> None:
             kept = _join_container(boot["target_pid"], boot.get("join_user", False),
                                    keep_cgroup=join is not None and bool(join.get("v2")))
             if kept is not None:   # joined by the process, once it is in its cgroups
+                join["ns"] = kept   # closed with the rest of `join` (_close_join)
                 in_child = (_ns.setns, (kept, _ns.CLONE_NEWCGROUP, "cgroup of the container"))
         else:
             new_cgroupns, lo = _enter_namespaces(sock, boot["config"], join)
@@ -181,7 +182,7 @@ def _write_0(fd: int, where: str) -> None:
 
 
 def _close_join(join: dict | None) -> None:
-    for key in ("fd", "procs"):
+    for key in ("fd", "procs", "ns"):
         if join is not None and key in join:
             os.close(join.pop(key))
 
